@@ -1,0 +1,80 @@
+"""Checkpoints: written atomically (temp file + rename), read back with `torch.load(weights_only=True)`.
+
+A checkpoint is a dict of plain tensors and containers, never pickled objects:
+{"model", "arch", "config", "optimizer", "scheduler", "scaler", "ema", "rng", "epoch", "step"}.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import random
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from objdet.errors import CheckpointError
+
+
+def save(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
+    """Write `payload` to `path` so a reader sees either the old file or the whole new one, never half."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint written by `save` (or `objdet convert`); refuses pickled payloads."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError("no such checkpoint file", path=path)
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(f"not a weights-only checkpoint (it holds pickled objects): {err}", path=path) from err
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as err:
+        raise CheckpointError(f"cannot read checkpoint: {err}", path=path) from err
+    if not isinstance(payload, dict):
+        raise CheckpointError(f"expected a dict, found {type(payload).__name__}", path=path)
+    if "model" not in payload:
+        raise CheckpointError("no 'model' entry (not an objdet checkpoint)", path=path)
+    return payload
+
+
+def rng_state() -> dict[str, Any]:
+    """Every random generator training touches, as plain tensors (torch CPU/CUDA, Python, NumPy)."""
+    np_state = np.random.get_state()
+    py_version, py_internal, py_gauss = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "python": [py_version, list(py_internal), py_gauss],
+        "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
+                  "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
+    }
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore the generators saved by `rng_state`."""
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    np_state = state["numpy"]
+    np.random.set_state(("MT19937", np_state["keys"].numpy().astype(np.uint32), np_state["pos"],
+                         np_state["has_gauss"], np_state["cached_gaussian"]))

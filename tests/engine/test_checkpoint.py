@@ -1,0 +1,75 @@
+"""Checkpoints: atomic writes, weights-only loading, RNG round trips."""
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from objdet.engine import checkpoint
+from objdet.errors import CheckpointError
+
+
+class _Pickled:
+    """Any class instance: torch.save pickles it, weights-only loading must refuse it."""
+
+    def __init__(self):
+        self.value = 3
+
+
+def test_round_trip_keeps_tensors_and_containers(tmp_path):
+    payload = {"model": {"w": torch.arange(6.0).reshape(2, 3)}, "arch": "x", "config": {"num_classes": 3},
+               "epoch": 2, "step": 17, "history": [{"bbox/AP": 0.5}], "ema": None}
+    path = checkpoint.save(tmp_path / "sub" / "ck.pt", payload)
+    back = checkpoint.load(path)
+    assert torch.equal(back["model"]["w"], payload["model"]["w"])
+    assert {k: v for k, v in back.items() if k != "model"} == {k: v for k, v in payload.items() if k != "model"}
+    assert sorted(p.name for p in path.parent.iterdir()) == ["ck.pt"]  # no temp file left behind
+
+
+def test_failed_write_keeps_the_previous_file(tmp_path):
+    path = tmp_path / "ck.pt"
+    checkpoint.save(path, {"model": {"w": torch.ones(2)}})
+    with pytest.raises(Exception):
+        checkpoint.save(path, {"model": {"w": torch.zeros(2)}, "bad": lambda: None})  # unpicklable
+    assert torch.equal(checkpoint.load(path)["model"]["w"], torch.ones(2))
+    assert [p.name for p in tmp_path.iterdir()] == ["ck.pt"]
+
+
+def test_pickled_objects_are_refused(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"model": {}, "obj": _Pickled()}, path)
+    with pytest.raises(CheckpointError, match="evil.pt.*weights-only"):
+        checkpoint.load(path)
+
+
+@pytest.mark.parametrize("content", [b"", b"not a checkpoint at all"])
+def test_corrupt_and_missing_files_name_the_file(tmp_path, content):
+    path = tmp_path / "broken.pt"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError, match="broken.pt"):
+        checkpoint.load(path)
+    with pytest.raises(CheckpointError, match="missing.pt"):
+        checkpoint.load(tmp_path / "missing.pt")
+
+
+def test_non_checkpoint_payload_is_refused(tmp_path):
+    torch.save([torch.ones(1)], tmp_path / "list.pt")
+    with pytest.raises(CheckpointError, match="expected a dict"):
+        checkpoint.load(tmp_path / "list.pt")
+    torch.save({"weights": torch.ones(1)}, tmp_path / "nomodel.pt")
+    with pytest.raises(CheckpointError, match="no 'model' entry"):
+        checkpoint.load(tmp_path / "nomodel.pt")
+
+
+def test_rng_state_survives_a_weights_only_round_trip(tmp_path):
+    torch.manual_seed(1), random.seed(2), np.random.seed(3)
+    np.random.randn()  # leaves a cached gaussian in numpy's state
+    checkpoint.save(tmp_path / "rng.pt", {"model": {}, "rng": checkpoint.rng_state()})
+    first = (torch.rand(4), random.random(), np.random.randn(3))
+    torch.manual_seed(99), random.seed(99), np.random.seed(99)
+    checkpoint.set_rng_state(checkpoint.load(tmp_path / "rng.pt")["rng"])
+    second = (torch.rand(4), random.random(), np.random.randn(3))
+    assert torch.equal(first[0], second[0]) and first[1] == second[1]
+    np.testing.assert_array_equal(first[2], second[2])
