@@ -1,0 +1,67 @@
+"""DDP on two CPU processes (gloo, started by torchrun) sees the same losses as one process."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from engine_toys import ToyBoxes, ToyDetector
+from objdet.engine import distributed, inference
+from objdet.engine.trainer import TrainConfig, Trainer
+
+HERE = Path(__file__).parent
+
+WORKER = """
+import json, sys, torch
+sys.path.insert(0, {here!r})
+from engine_toys import ToyBoxes, ToyDetector
+from objdet.engine import distributed, inference
+from objdet.engine.trainer import TrainConfig, Trainer
+
+losses = []
+torch.manual_seed(0)
+cfg = TrainConfig(epochs=2, batch_size=2, lr=0.05, warmup_iters=2, eval_every=0, progress=False, out={out!r})
+trainer = Trainer(ToyDetector(dropout=0.0), ToyBoxes(10), None, cfg, step_hook=lambda s, v: losses.append(v["loss"]))
+trainer.fit()
+records = inference.predict(trainer.model, ToyBoxes(7, flip=False), batch_size=2)
+if distributed.is_main():
+    json.dump({{"world": distributed.world_size(), "losses": losses, "records": records}}, open({result!r}, "w"))
+"""
+
+
+def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER.format(here=str(HERE), out=str(tmp_path / "ddp"), result=str(tmp_path / "ddp.json")))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", str(script)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ddp = json.loads((tmp_path / "ddp.json").read_text())
+    assert ddp["world"] == 2
+
+    losses = []
+    torch.manual_seed(0)
+    cfg = TrainConfig(epochs=2, batch_size=4, lr=0.05, warmup_iters=2, eval_every=0, progress=False, out=str(tmp_path / "one"))
+    trainer = Trainer(ToyDetector(dropout=0.0), ToyBoxes(10), None, cfg, step_hook=lambda s, v: losses.append(v["loss"]))
+    trainer.fit()
+    assert len(ddp["losses"]) == len(losses) == 6
+    assert torch.allclose(torch.tensor(ddp["losses"]), torch.tensor(losses), atol=1e-5)
+
+    single = inference.predict(trainer.model, ToyBoxes(7, flip=False), batch_size=2)
+    assert sorted(r["image_id"] for r in ddp["records"]) == list(range(1, 8))  # every image once, none twice
+    by_id = {r["image_id"]: r for r in single}
+    for r in ddp["records"]:
+        assert r["category_id"] == by_id[r["image_id"]]["category_id"]
+        assert torch.allclose(torch.tensor(r["bbox"]), torch.tensor(by_id[r["image_id"]]["bbox"]), atol=1e-2)
+
+
+def test_shards_partition_each_global_batch():
+    one = list(distributed.ShardedBatchSampler(11, 4, seed=3, epoch=1, rank_=0, world=1))
+    two = [list(distributed.ShardedBatchSampler(11, 2, seed=3, epoch=1, rank_=r, world=2)) for r in range(2)]
+    assert len(one) == len(two[0]) == len(two[1]) == 3
+    for step, batch in enumerate(one):
+        assert sorted(batch) == sorted(two[0][step] + two[1][step])
+    assert set(i for b in one for i in b) == set(range(11))  # every sample, the last batch padded by wrap-around
+    resumed = list(distributed.ShardedBatchSampler(11, 4, seed=3, epoch=1, start_step=2, rank_=0, world=1))
+    assert resumed == one[2:]
