@@ -1,0 +1,79 @@
+"""Checks shared by the data set readers: box sanity, image paths inside their root, unique ids.
+
+Box policy (every reader applies it, so a box means the same thing in COCO and VOC files):
+* not four finite numbers, or negative width/height -> AnnotationError;
+* no overlap with the image at all -> AnnotationError;
+* partly outside the image -> clipped to it (a DataWarning if it sticks out by more than 1 px);
+* zero width or height (after clipping) -> skipped with a DataWarning.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from pathlib import Path
+from typing import Hashable, Iterable
+
+from objdet.errors import AnnotationError, DataError
+
+CLIP_TOLERANCE = 1.0  # pixels a box may stick out of the image before a warning is given
+
+
+class DataWarning(UserWarning):
+    """A record was repaired (clipped) or skipped; the message names the file and the record."""
+
+
+def warn(message: str, path: object, record: object) -> None:
+    """Issue a DataWarning worded like the objdet errors: `path: record R: message`."""
+    warnings.warn(f"{path}: record {record}: {message}", DataWarning, stacklevel=3)
+
+
+def check_box(
+    box: Iterable[float], width: int, height: int, *, path: object, record: object
+) -> tuple[float, float, float, float] | None:
+    """Validate an xyxy box against a width x height image; return it clipped, or None to skip it."""
+    try:
+        x1, y1, x2, y2 = (float(v) for v in box)
+    except (TypeError, ValueError) as err:
+        raise AnnotationError(f"box {box!r} is not four numbers", path=path, record=record) from err
+    if not all(math.isfinite(v) for v in (x1, y1, x2, y2)):
+        raise AnnotationError(f"box {box!r} has non-finite values", path=path, record=record)
+    if x2 < x1 or y2 < y1:
+        raise AnnotationError(
+            f"box {box!r} has negative width or height", path=path, record=record
+        )
+    if x1 >= width or y1 >= height or x2 <= 0 or y2 <= 0:
+        raise AnnotationError(
+            f"box {box!r} lies outside the {width}x{height} image", path=path, record=record
+        )
+    clipped = (max(x1, 0.0), max(y1, 0.0), min(x2, float(width)), min(y2, float(height)))
+    if max(abs(a - b) for a, b in zip(clipped, (x1, y1, x2, y2))) > CLIP_TOLERANCE:
+        warn(f"box {box!r} clipped to the {width}x{height} image", path, record)
+    if clipped[2] <= clipped[0] or clipped[3] <= clipped[1]:
+        warn(f"box {box!r} has zero width or height; skipped", path, record)
+        return None
+    return clipped
+
+
+def inside_root(root: str | os.PathLike, file_name: str, *, path: object, record: object) -> Path:
+    """Join an image file name to its root, refusing names that escape it (absolute, `..`)."""
+    if not isinstance(file_name, str) or not file_name:
+        raise DataError(f"image file name {file_name!r} is not a string", path=path, record=record)
+    normal = os.path.normpath(file_name)
+    if os.path.isabs(normal) or normal == ".." or normal.startswith(".." + os.sep):
+        raise DataError(
+            f"image file name {file_name!r} escapes the image folder {root}",
+            path=path,
+            record=record,
+        )
+    return Path(root) / normal
+
+
+def check_unique(ids: Iterable[Hashable], what: str, *, path: object) -> None:
+    """Raise AnnotationError naming the first id that appears twice."""
+    seen: set[Hashable] = set()
+    for i in ids:
+        if i in seen:
+            raise AnnotationError(f"duplicated {what} id {i!r}", path=path, record=i)
+        seen.add(i)
