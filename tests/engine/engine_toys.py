@@ -15,6 +15,7 @@ class ToyBoxes(Dataset):
 
     categories = [{"id": 1, "name": "red"}, {"id": 2, "name": "green"}, {"id": 3, "name": "blue"}]
     num_classes = 3
+    label_to_category_id = {1: 1, 2: 2, 3: 3}
 
     def __init__(self, size: int = 12, image_size: int = 32, seed: int = 0, flip: bool = True):
         gen = torch.Generator().manual_seed(seed)
@@ -28,6 +29,12 @@ class ToyBoxes(Dataset):
 
     def __len__(self) -> int:
         return len(self.items)
+
+    def image_info(self, i: int) -> dict:
+        return {"id": i + 1, "file_name": f"{i}.png", "width": self.image_size, "height": self.image_size}
+
+    def target(self, i: int) -> dict:
+        return self[i][1]
 
     def __getitem__(self, i: int):
         (x1, y1, x2, y2), label = self.items[i]
