@@ -73,3 +73,22 @@ def test_rng_state_survives_a_weights_only_round_trip(tmp_path):
     second = (torch.rand(4), random.random(), np.random.randn(3))
     assert torch.equal(first[0], second[0]) and first[1] == second[1]
     np.testing.assert_array_equal(first[2], second[2])
+
+
+def test_load_model_rebuilds_the_named_zoo_model(tmp_path, monkeypatch):
+    from objdet import zoo
+
+    monkeypatch.setitem(zoo._BUILDERS, "lin", lambda num_classes=2: torch.nn.Linear(3, num_classes))
+    model = torch.nn.Linear(3, 4)
+    ema = {"model": {k: v + 1 for k, v in model.state_dict().items()}, "updates": 3}
+    checkpoint.save(tmp_path / "m.pt", {"model": model.state_dict(), "arch": "lin", "config": {"num_classes": 4}, "ema": ema})
+    plain, _ = checkpoint.load_model(tmp_path / "m.pt", prefer_ema=False)
+    averaged, payload = checkpoint.load_model(tmp_path / "m.pt")
+    assert payload["arch"] == "lin" and not plain.training
+    assert torch.equal(plain.weight, model.weight) and torch.equal(averaged.weight, model.weight + 1)
+    checkpoint.save(tmp_path / "wrong.pt", {"model": model.state_dict(), "arch": "lin", "config": {"num_classes": 5}})
+    with pytest.raises(CheckpointError, match="wrong.pt.*do not fit"):
+        checkpoint.load_model(tmp_path / "wrong.pt")
+    checkpoint.save(tmp_path / "noarch.pt", {"model": model.state_dict()})
+    with pytest.raises(CheckpointError, match="no 'arch'"):
+        checkpoint.load_model(tmp_path / "noarch.pt")

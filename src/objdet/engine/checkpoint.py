@@ -78,3 +78,26 @@ def set_rng_state(state: dict[str, Any]) -> None:
     np_state = state["numpy"]
     np.random.set_state(("MT19937", np_state["keys"].numpy().astype(np.uint32), np_state["pos"],
                          np_state["has_gauss"], np_state["cached_gaussian"]))
+
+
+def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu",
+               prefer_ema: bool = True) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Rebuild the zoo model a checkpoint names (`arch` + `config`) and load its weights.
+
+    With `prefer_ema`, a training checkpoint's EMA weights are used (they are what was evaluated).
+    Returns the model in eval mode and the checkpoint payload.
+    """
+    from objdet.zoo import build
+
+    payload = load(path, map_location)
+    arch = payload.get("arch")
+    if not arch:
+        raise CheckpointError("no 'arch' entry: cannot tell which model to build", path=path)
+    model = build(arch, **dict(payload.get("config") or {}))
+    ema = payload.get("ema")
+    weights = ema["model"] if prefer_ema and ema else payload["model"]
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as err:
+        raise CheckpointError(f"weights do not fit model {arch!r}: {err}", path=path) from err
+    return model.to(map_location).eval(), payload
