@@ -1,0 +1,100 @@
+"""ResNet-18/34/50/101 trunks (torchvision's classification ResNet) returning C2..C5 feature maps.
+
+Parameter names are torchvision's under ``body.`` (``body.conv1``, ``body.bn1``, ``body.layer1`` ...),
+exactly the keys torchvision's detection models use under ``backbone.body.``, so checkpoint
+converters only swap prefixes. The classifier (``fc``) and global pool are removed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import partial
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+from torchvision.models import resnet as tv_resnet
+
+from objdet.errors import CheckpointError, ConfigError
+from objdet.norm import make_norm
+
+DEPTHS = {18: tv_resnet.resnet18, 34: tv_resnet.resnet34, 50: tv_resnet.resnet50,
+          101: tv_resnet.resnet101}
+# torchvision's trainable_layers order: the last N of these train, the rest are frozen
+_STAGES_FROM_TOP = ("layer4", "layer3", "layer2", "layer1", "conv1")
+
+
+def load_imagenet_weights(body: nn.Module, path: str | Path) -> None:
+    """Load a torchvision-style ImageNet ResNet state dict from ``path`` into ``body`` (fc ignored).
+
+    Raises CheckpointError naming the file and the offending key when the file is missing,
+    unreadable, not weights-only, or does not fit the trunk.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError("file not found", path=path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for corrupt / unsafe files
+        raise CheckpointError(f"cannot read as a weights-only checkpoint ({exc})", path=path) from exc
+    for wrapper in ("state_dict", "model"):
+        if isinstance(state, Mapping) and isinstance(state.get(wrapper), Mapping):
+            state = state[wrapper]
+    if not isinstance(state, Mapping) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise CheckpointError("not a state dict of tensors", path=path)
+    state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+    own = body.state_dict()
+    for key, value in state.items():
+        if key in own and own[key].shape != value.shape:
+            raise CheckpointError(f"shape {tuple(value.shape)} does not fit the trunk's "
+                                  f"{tuple(own[key].shape)}", path=path, record=key)
+    result = body.load_state_dict(state, strict=False)
+    missing = [k for k in result.missing_keys if not k.endswith("num_batches_tracked")]
+    problems = ([f"missing {k}" for k in missing]
+                + [f"unexpected {k}" for k in result.unexpected_keys])
+    if problems:
+        raise CheckpointError("does not fit the trunk: " + ", ".join(problems[:5])
+                              + (" ..." if len(problems) > 5 else ""), path=path,
+                              record=(missing + result.unexpected_keys)[0])
+
+
+class ResNetBackbone(nn.Module):
+    """ResNet trunk: ``forward(x) -> {"C2": stride 4, .., "C5": stride 32}``; ``out_channels`` per key.
+
+    ``norm`` is "BN" | "FrozenBN" | "GN"; ``trainable_layers`` (0..5) follows torchvision: the last
+    N of (conv1, layer1..layer4) train and the rest are frozen (5 also trains the stem's norm).
+    ``weights`` is an optional local ImageNet ``.pth`` (torchvision key names).
+    """
+
+    def __init__(self, depth: int = 50, norm: str = "FrozenBN", trainable_layers: int = 3,
+                 weights: str | Path | None = None):
+        super().__init__()
+        if depth not in DEPTHS:
+            raise ConfigError(f"unknown ResNet depth {depth}; choose one of {sorted(DEPTHS)}",
+                              record="depth")
+        if not 0 <= trainable_layers <= 5:
+            raise ConfigError(f"trainable_layers must be in 0..5, got {trainable_layers}",
+                              record="trainable_layers")
+        body = DEPTHS[depth](weights=None, norm_layer=partial(make_norm, norm))
+        del body.fc, body.avgpool
+        if weights is not None:
+            load_imagenet_weights(body, weights)
+        trainable = list(_STAGES_FROM_TOP[:trainable_layers])
+        if trainable_layers == 5:
+            trainable.append("bn1")
+        for name, param in body.named_parameters():
+            if not name.startswith(tuple(trainable)):
+                param.requires_grad_(False)
+        self.body = body
+        self.depth = depth
+        width = 64 if depth < 50 else 256
+        self.out_channels = {f"C{i + 2}": width * 2 ** i for i in range(4)}
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        b = self.body
+        x = b.maxpool(b.relu(b.bn1(b.conv1(x))))
+        c2 = b.layer1(x)
+        c3 = b.layer2(c2)
+        c4 = b.layer3(c3)
+        c5 = b.layer4(c4)
+        return {"C2": c2, "C3": c3, "C4": c4, "C5": c5}
