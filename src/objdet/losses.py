@@ -1,0 +1,71 @@
+"""Detection losses: smooth L1 / Huber for box deltas, focal loss and alpha-balanced cross-entropy for classes."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from objdet.errors import ConfigError
+
+REDUCTIONS = ("none", "mean", "sum")
+
+
+def _reduce(loss: Tensor, reduction: str) -> Tensor:
+    if reduction == "sum":
+        return loss.sum()
+    if reduction == "mean":
+        return loss.mean()
+    if reduction == "none":
+        return loss
+    raise ConfigError(f"unknown loss reduction {reduction!r}; expected one of {REDUCTIONS}")
+
+
+def smooth_l1_loss(input: Tensor, target: Tensor, beta: float = 1.0 / 9, reduction: str = "sum") -> Tensor:
+    """The seed's smooth L1: ``0.5 x^2 / beta`` where ``|x| < beta``, else ``|x| - 0.5 beta``; ``beta=0`` is L1."""
+    if beta < 0:
+        raise ConfigError(f"smooth L1 needs beta >= 0, got {beta}")
+    error = torch.abs(input - target)
+    if beta == 0:
+        return _reduce(error, reduction)
+    return _reduce(torch.where(error < beta, 0.5 * error**2 / beta, error - 0.5 * beta), reduction)
+
+
+def huber_loss(input: Tensor, target: Tensor, delta: float = 1.0, reduction: str = "sum") -> Tensor:
+    """Huber loss ``0.5 x^2`` where ``|x| <= delta``, else ``delta (|x| - 0.5 delta)`` (effdet's box loss).
+
+    It is ``delta`` times the smooth L1 loss with ``beta = delta``.
+    """
+    if delta < 0:
+        raise ConfigError(f"Huber loss needs delta >= 0, got {delta}")
+    return delta * smooth_l1_loss(input, target, beta=delta, reduction=reduction)
+
+
+def _alpha_weighted(loss: Tensor, targets: Tensor, alpha: float | None) -> Tensor:
+    if alpha is None or alpha < 0:
+        return loss
+    if alpha > 1:
+        raise ConfigError(f"alpha must lie in [0, 1] (or be None / negative to disable), got {alpha}")
+    return (alpha * targets + (1 - alpha) * (1 - targets)) * loss
+
+
+def alpha_balanced_bce(logits: Tensor, targets: Tensor, alpha: float | None = 0.25, reduction: str = "sum") -> Tensor:
+    """Binary cross-entropy on logits, weighted ``alpha`` for positives and ``1 - alpha`` for negatives."""
+    bce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+    return _reduce(_alpha_weighted(bce, targets, alpha), reduction)
+
+
+def sigmoid_focal_loss(
+    logits: Tensor, targets: Tensor, alpha: float | None = 0.25, gamma: float = 2.0, reduction: str = "sum"
+) -> Tensor:
+    """Focal loss ``-alpha_t (1 - p_t)^gamma log p_t`` on logits, for targets in {0, 1}.
+
+    It down-weights easy examples; ``gamma=0`` is exactly ``alpha_balanced_bce``.
+    """
+    if gamma < 0:
+        raise ConfigError(f"focal loss needs gamma >= 0, got {gamma}")
+    p = torch.sigmoid(logits)
+    bce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+    p_t = p * targets + (1 - p) * (1 - targets)
+    focal = bce * (1 - p_t) ** gamma
+    return _reduce(_alpha_weighted(focal, targets, alpha), reduction)
