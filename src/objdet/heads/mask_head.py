@@ -1,0 +1,150 @@
+"""Mask R-CNN's mask branch: an FCN (4 convs, a 2x deconv, 28x28 per-class logits) or an MLP head on
+14x14 RoIAlign features, trained with per-class sigmoid (or softmax-across-classes) loss on the RoI's
+crop of the ground-truth mask, and pasted back into the image at inference."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from objdet.heads.box_head import RoISamples
+from objdet.norm import make_norm
+from objdet.roi import roi_align
+
+
+class FCNMaskHead(nn.Module):
+    """`num_convs` 3x3 convs (+ norm) + ReLU, a 2x2 stride-2 deconv + ReLU, and 1x1 logits for K+1 classes."""
+
+    def __init__(
+        self, in_channels: int, num_classes: int, num_convs: int = 4, channels: int = 256, norm: str | None = None
+    ):
+        super().__init__()
+        layers: list[nn.Module] = []
+        c = in_channels
+        for _ in range(num_convs):
+            layers += [nn.Conv2d(c, channels, 3, padding=1, bias=norm is None)]
+            layers += [make_norm(norm, channels)] if norm else []
+            layers += [nn.ReLU(inplace=True)]
+            c = channels
+        self.convs = nn.Sequential(*layers)
+        self.deconv = nn.ConvTranspose2d(c, channels, 2, stride=2)
+        self.logits = nn.Conv2d(channels, num_classes + 1, 1)
+        for m in self.modules():
+            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.zeros_(m.bias) if m.bias is not None else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.logits(F.relu(self.deconv(self.convs(x))))
+
+
+class MLPMaskHead(nn.Module):
+    """The seed's FCN-vs-MLP ablation: flatten the pooled RoI, two fc layers, one fc to (K+1) x out x out logits."""
+
+    def __init__(self, in_channels: int, resolution: int, num_classes: int, out_size: int = 28, hidden: int = 1024):
+        super().__init__()
+        self.fc1 = nn.Linear(in_channels * resolution * resolution, hidden)
+        self.fc2 = nn.Linear(hidden, hidden)
+        self.logits = nn.Linear(hidden, (num_classes + 1) * out_size * out_size)
+        self.out_size = out_size
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = F.relu(self.fc2(F.relu(self.fc1(x.flatten(1)))))
+        return self.logits(x).view(len(x), -1, self.out_size, self.out_size)
+
+
+def mask_targets(gt_masks: Tensor, boxes: Tensor, matched: Tensor, size: int) -> Tensor:
+    """Crop-and-resize each RoI's matched ground-truth mask to `size` x `size` (soft values in 0..1)."""
+    rois = torch.cat([matched[:, None].to(boxes.dtype), boxes], 1)
+    return roi_align(gt_masks[:, None].to(boxes.dtype), rois, (size, size), 1.0)[:, 0]
+
+
+def mask_loss(logits: Tensor, targets: Tensor, labels: Tensor, softmax: bool = False) -> Tensor:
+    """Per-class sigmoid: binary cross-entropy on the true class's mask only (no competition between classes).
+    `softmax=True`: per-pixel multinomial loss over K+1 channels, target the class inside the mask, else 0."""
+    if len(labels) == 0:
+        return logits.sum() * 0
+    if softmax:
+        pixel_labels = torch.where(targets >= 0.5, labels[:, None, None], torch.zeros_like(labels)[:, None, None])
+        return F.cross_entropy(logits, pixel_labels)
+    return F.binary_cross_entropy_with_logits(logits[torch.arange(len(labels), device=labels.device), labels], targets)
+
+
+def mask_probs(logits: Tensor, labels: Tensor, softmax: bool = False) -> Tensor:
+    """The predicted class's mask probability, [N, 1, M, M] (sigmoid, or softmax across classes)."""
+    probs = logits.softmax(1) if softmax else logits.sigmoid()
+    return probs[torch.arange(len(labels), device=labels.device), labels][:, None]
+
+
+def _axis_weights(start: Tensor, end: Tensor, in_size: int, out_size: int):
+    """Bilinear (align_corners=False) source indices and weights that stretch `in_size` samples over the
+    integer pixels start..end (inclusive) of an axis of length `out_size`; `valid` marks pixels inside."""
+    u = torch.arange(out_size, device=start.device, dtype=torch.float32)[None] - start[:, None].float()
+    length = (end - start + 1).clamp(min=1).float()[:, None]
+    src = ((u + 0.5) * (in_size / length) - 0.5).clamp(min=0)
+    i0 = src.floor().clamp(max=in_size - 1)
+    lam = src - i0
+    i0 = i0.long()
+    i1 = (i0 + 1).clamp(max=in_size - 1)
+    valid = (u >= 0) & (u <= (end - start)[:, None].float())
+    return i0, i1, lam, valid
+
+
+def paste_masks(masks: Tensor, boxes: Tensor, image_size: tuple[int, int], padding: int = 1) -> Tensor:
+    """Paste [N, 1, M, M] RoI masks into [N, 1, H, W] image masks: pad by `padding`, enlarge the box to
+    match, round it to integer pixels and resize bilinearly into it (torchvision's rule), all boxes at once."""
+    n, h, w = len(masks), *image_size
+    if n == 0:
+        return masks.new_zeros((0, 1, h, w))
+    m = F.pad(masks[:, 0], (padding,) * 4)
+    scale = m.shape[-1] / masks.shape[-1]
+    centre = (boxes[:, :2] + boxes[:, 2:]) * 0.5
+    half = (boxes[:, 2:] - boxes[:, :2]) * 0.5 * scale
+    b = torch.cat([centre - half, centre + half], 1).long()
+    x0, x1, lx, vx = _axis_weights(b[:, 0], b[:, 2], m.shape[-1], w)
+    y0, y1, ly, vy = _axis_weights(b[:, 1], b[:, 3], m.shape[-2], h)
+    rows = torch.arange(m.shape[1], device=m.device)
+    # interpolate along x: [N, P, W]
+    ar = torch.arange(n, device=m.device)[:, None, None]
+    tx = m[ar, rows[None, :, None], x0[:, None, :]] * (1 - lx[:, None]) + m[ar, rows[None, :, None], x1[:, None, :]] * lx[:, None]
+    # then along y: [N, H, W]
+    ar = torch.arange(n, device=m.device)[:, None]
+    out = tx[ar, y0] * (1 - ly[..., None]) + tx[ar, y1] * ly[..., None]
+    out = out * (vy[:, :, None] & vx[:, None, :])
+    return out[:, None].to(masks.dtype)
+
+
+class MaskStage(nn.Module):
+    """RoIAlign pooler + mask head: loss on the positive RoIs in training, pasted-ready probabilities at inference."""
+
+    def __init__(self, pooler: nn.Module, head: nn.Module, softmax: bool = False):
+        super().__init__()
+        self.pooler = pooler
+        self.head = head
+        self.softmax = softmax
+
+    def forward(
+        self,
+        features: Sequence[Tensor],
+        image_sizes: Sequence[tuple[int, int]],
+        detections: list[dict[str, Tensor]],
+        samples: RoISamples | None = None,
+        targets: Sequence[dict[str, Tensor]] | None = None,
+    ) -> dict[str, Tensor]:
+        """Training (samples given): {"loss_mask"}; else adds `masks` [N, 1, M, M] to each detection."""
+        if samples is not None and targets is not None:
+            boxes, matched = samples.positives()
+            logits = self.head(self.pooler(features, boxes, image_sizes))
+            size = logits.shape[-1]
+            tgt = [mask_targets(t["masks"], b, i, size) for t, b, i in zip(targets, boxes, matched)]
+            labels = [t["labels"][i] for t, i in zip(targets, matched)]
+            return {"loss_mask": mask_loss(logits, torch.cat(tgt), torch.cat(labels), self.softmax)}
+        boxes = [d["boxes"] for d in detections]
+        logits = self.head(self.pooler(features, boxes, image_sizes))
+        probs = mask_probs(logits, torch.cat([d["labels"] for d in detections]), self.softmax)
+        for d, p in zip(detections, probs.split([len(b) for b in boxes])):
+            d["masks"] = p
+        return {}
