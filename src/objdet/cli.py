@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Callable, Sequence
+from pathlib import Path
+from typing import Any, Callable, Sequence
 
-from objdet.errors import ObjdetError
+from objdet.errors import ConfigError, DataError, ObjdetError
 
 
 def _add_demo(sub: argparse._SubParsersAction) -> None:
@@ -28,8 +29,178 @@ def _run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- train, predict, export (the engine) -------------------------------------------------------------
+_TRAIN_FLAGS = {  # flag -> (TrainConfig field, type, help)
+    "--epochs": ("epochs", int, "number of epochs"),
+    "--batch-size": ("batch_size", int, "images per step (per process under torchrun)"),
+    "--optimizer": ("optimizer", str, "sgd (momentum) or adamw"),
+    "--lr": ("lr", float, "peak learning rate"),
+    "--momentum": ("momentum", float, "SGD momentum"),
+    "--weight-decay": ("weight_decay", float, "weight decay (not on norms and biases)"),
+    "--warmup-iters": ("warmup_iters", int, "steps of linear warm-up"),
+    "--schedule": ("schedule", str, "step or cosine decay after warm-up"),
+    "--clip-grad": ("clip_grad_norm", float, "clip the gradient norm to this value"),
+    "--ema-decay": ("ema_decay", float, "decay of the weight average (with --ema)"),
+    "--eval-every": ("eval_every", int, "evaluate COCO AP every N epochs (0: never)"),
+    "--checkpoint-every": ("checkpoint_every", int, "also write last.pt every N steps"),
+    "--seed": ("seed", int, "seed of batches, augmentation and initialisation"),
+    "--workers": ("num_workers", int, "data-loading processes"),
+    "--device": ("device", str, "cpu or cuda"),
+}
+
+
+def _parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
+    """`KEY=VALUE` model config overrides; values are Python literals when they parse as one."""
+    import ast
+
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set expects KEY=VALUE, got {pair!r}")
+        try:
+            out[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            out[key] = value
+    return out
+
+
+def _open_training_data(spec: str, split: str, augment: bool) -> Any:
+    """A data set from SPEC; training sets get random horizontal flips (keypoints swap left/right)."""
+    from objdet.data import open_dataset
+    from objdet.data.augment import HorizontalFlip
+
+    dataset = open_dataset(spec, split=split if ":" not in spec.partition(":")[2] else None)
+    if augment:
+        dataset.transforms = HorizontalFlip(keypoint_names=getattr(dataset, "keypoint_names", None) or None)
+    return dataset
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a zoo model on a data set (Ctrl-C saves; --resume continues)",
+                       description="Train a zoo model. Writes last.pt, best.pt, log.jsonl and TensorBoard "
+                                   "scalars to --out. Under torchrun, trains on every process with DDP.")
+    p.add_argument("--model", help="zoo model name (see objdet.list_models()); not needed with --resume")
+    p.add_argument("--data", required=True, help="training data: shapes[:split] | voc:ROOT[:split] | coco:ANN.json:IMG_DIR")
+    p.add_argument("--val-data", help="evaluation data SPEC (default: the `val` split of shapes, `test` of voc)")
+    p.add_argument("--out", default="runs/train", help="run folder")
+    p.add_argument("--resume", nargs="?", const="", metavar="CKPT",
+                   help="continue the run (from CKPT, default OUT/last.pt) with its saved settings")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="model config override, e.g. --set min_size=320 (repeatable)")
+    for flag, (_, kind, text) in _TRAIN_FLAGS.items():
+        p.add_argument(flag, type=kind, help=text)
+    p.add_argument("--amp", action="store_true", default=None, help="mixed precision (bfloat16 on CPU, float16 on CUDA)")
+    p.add_argument("--ema", action="store_true", default=None, help="keep and evaluate an average of the weights")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(run=_run_train)
+
+
+def _default_val_spec(spec: str) -> str | None:
+    kind, _, rest = spec.partition(":")
+    if kind == "shapes":
+        return "shapes:val"
+    if kind == "voc":
+        return f"voc:{rest.rsplit(':', 1)[0] if ':' in rest else rest}:test"
+    return None
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from objdet.engine import checkpoint
+    from objdet.engine.trainer import TrainConfig, Trainer, seed_everything
+    from objdet.zoo import build
+
+    saved: dict[str, Any] = {}
+    resume_from = None
+    if args.resume is not None:
+        resume_from = Path(args.resume or Path(args.out) / "last.pt")
+        saved = checkpoint.load(resume_from)
+    settings = dict(saved.get("train_config") or {})
+    settings.update({field: getattr(args, flag[2:].replace("-", "_")) for flag, (field, _, _) in _TRAIN_FLAGS.items()
+                     if getattr(args, flag[2:].replace("-", "_")) is not None})
+    settings.update({k: v for k, v in (("amp", args.amp), ("ema", args.ema)) if v is not None})
+    settings.update(out=args.out, progress=not args.no_progress)
+    config = TrainConfig(**settings)
+
+    train_set = _open_training_data(args.data, "train", augment=True)
+    val_spec = args.val_data or _default_val_spec(args.data)
+    val_set = _open_training_data(val_spec, "val", augment=False) if val_spec else None
+    arch = saved.get("arch") or args.model
+    if not arch:
+        raise ConfigError("--model is required (the zoo name of the detector to train)")
+    overrides = dict(saved.get("config") or {"num_classes": train_set.num_classes, **_parse_overrides(args.set)})
+    seed_everything(config.seed)
+    trainer = Trainer(build(arch, **overrides), train_set, val_set, config, arch=arch, model_config=overrides,
+                      extra={"categories": list(train_set.categories),
+                             "label_to_category_id": dict(train_set.label_to_category_id)})
+    if resume_from is not None:
+        trainer.resume(resume_from)
+    result = trainer.fit()
+    print(f"{result['status']} at epoch {result['epoch']}, step {result['step']}; checkpoints in {args.out}")
+    return 130 if result["status"] == "interrupted" else 0
+
+
+_IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+
+
+def _image_files(paths: Sequence[str]) -> list[Path]:
+    """The files named, and the images inside the folders named (sorted)."""
+    files: list[Path] = []
+    for name in paths:
+        path = Path(name)
+        if path.is_dir():
+            files += sorted(p for p in path.iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES)
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise DataError("no such image file or folder", path=path)
+    if not files:
+        raise DataError("no images found", path=", ".join(paths))
+    return files
+
+
+def _add_predict(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="detect objects in images; PNGs with boxes/masks/keypoints + COCO json",
+                       description="Run a checkpoint over images (files or folders; RGBA, grayscale and "
+                                   "EXIF-rotated images are read upright as RGB).")
+    p.add_argument("--model", required=True, help="checkpoint (objdet train / objdet convert)")
+    p.add_argument("images", nargs="+", help="image files or folders")
+    p.add_argument("--out", default="runs/predict", help="folder for the drawn PNGs")
+    p.add_argument("--json", help="write COCO results here (default OUT/results.json)")
+    p.add_argument("--score-threshold", type=float, default=0.3, help="draw detections at least this confident")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(run=_run_predict)
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    import torch
+
+    from objdet.data.coco import save_json, to_coco_results
+    from objdet.data.image import read_image
+    from objdet.engine import checkpoint
+    from objdet.visualize import save_detections
+
+    model, payload = checkpoint.load_model(args.model, args.device)
+    names = {i + 1: c["name"] for i, c in enumerate(payload.get("categories") or [])}
+    skeleton = next((c.get("skeleton") for c in payload.get("categories") or [] if c.get("skeleton")), None)
+    out = Path(args.out)
+    results, images = [], []
+    for image_id, file in enumerate(_image_files(args.images), start=1):
+        image = read_image(file)
+        with torch.no_grad():
+            det = {k: v.cpu() for k, v in model([image.to(args.device)])[0].items()}
+        save_detections(image, det, out / f"{file.stem}.png", label_names=names or None,
+                        score_threshold=args.score_threshold, skeleton=skeleton)
+        results += to_coco_results([det], [image_id], payload.get("label_to_category_id"))
+        images.append({"id": image_id, "file_name": str(file), "height": image.shape[-2], "width": image.shape[-1]})
+    json_path = save_json(results, args.json or out / "results.json")
+    save_json(images, out / "images.json")
+    print(f"{len(images)} images, {len(results)} detections: pictures in {out}, results in {json_path}")
+    return 0
+
+
 # Sub-commands in the order `objdet --help` lists them.
-_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_demo]
+_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_demo, _add_train, _add_predict]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import signal
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -54,14 +57,16 @@ class ToyDetector(nn.Module):
     """Predicts one box and one class per image; losses are per-image means (so DDP averages exactly).
 
     `dropout` draws from the global torch generator in training, like an RPN sampler does.
+    `nan_at_call` / `interrupt_at_call` make the k-th training call return NaN / send this process SIGINT.
     """
 
-    def __init__(self, num_classes: int = 3, dropout: float = 0.1, nan_at_call: int | None = None):
+    def __init__(self, num_classes: int = 3, dropout: float = 0.1, nan_at_call: int | None = None,
+                 interrupt_at_call: int | None = None):
         super().__init__()
         self.features = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, stride=2, padding=1), nn.ReLU())
         self.box = nn.Linear(8 * 4 + 8, 4)
         self.cls = nn.Linear(8 * 4 + 8, num_classes)
-        self.dropout, self.nan_at_call, self.calls = dropout, nan_at_call, 0
+        self.dropout, self.nan_at_call, self.interrupt_at_call, self.calls = dropout, nan_at_call, interrupt_at_call, 0
         self.last_dtype = None
 
     def _embed(self, images: list[torch.Tensor]) -> torch.Tensor:
@@ -78,6 +83,8 @@ class ToyDetector(nn.Module):
         logits = self.cls(emb).float()
         if self.training:
             self.calls += 1
+            if self.calls == self.interrupt_at_call:
+                os.kill(os.getpid(), signal.SIGINT)
             gt = torch.stack([t["boxes"][0] for t in targets]) / size
             labels = torch.stack([t["labels"][0] for t in targets]) - 1
             losses = {"loss_box": F.l1_loss(boxes, gt), "loss_cls": F.cross_entropy(logits, labels)}

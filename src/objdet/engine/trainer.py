@@ -71,6 +71,13 @@ class TrainConfig:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
 
+def seed_everything(seed: int) -> None:
+    """Seed torch, Python and NumPy generators (call before building the model for repeatable init)."""
+    torch.manual_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed)
+
+
 class WarmupSchedule:
     """Learning-rate factor per step: linear warm-up from `warmup_factor`, then step or cosine decay."""
 
@@ -231,23 +238,23 @@ class Trainer:
     """Trains `model` on `train_set`, scoring COCO AP on `val_set`; writes `last.pt` and `best.pt` to `out`.
 
     `arch` and `model_config` (the zoo name and its overrides) are stored in checkpoints so
-    `objdet eval/predict/export` can rebuild the model. `step_hook(step, losses)` runs after each
-    optimiser step (progress reports, tests).
+    `objdet eval/predict/export` can rebuild the model; `extra` entries (plain data such as the
+    categories) are stored alongside. `step_hook(step, losses)` runs after each optimiser step.
     """
 
     def __init__(self, model: nn.Module, train_set: Dataset, val_set: Dataset | None, config: TrainConfig,
                  arch: str | None = None, model_config: dict[str, Any] | None = None,
-                 step_hook: Callable[[int, dict[str, float]], None] | None = None):
+                 step_hook: Callable[[int, dict[str, float]], None] | None = None,
+                 extra: dict[str, Any] | None = None):
         self.config = config
         self.device = distributed.init_from_env(config.device)
-        torch.manual_seed(config.seed)
-        random.seed(config.seed)
-        np.random.seed(config.seed)
+        seed_everything(config.seed)
         self.model = model.to(self.device)
         self.ddp_model = distributed.wrap(self.model, self.device)
         self.train_set, self.val_set = train_set, val_set
         self.arch, self.model_config = arch, dict(model_config or {})
         self.step_hook = step_hook
+        self.extra = dict(extra or {})
         self.out = Path(config.out)
         self.optimizer = self._make_optimizer()
         self.steps_per_epoch = distributed.ShardedBatchSampler(len(train_set), config.batch_size, config.seed, 0).steps_per_epoch()
@@ -288,7 +295,7 @@ class Trainer:
     def state_dict(self) -> dict[str, Any]:
         """The whole training state as a weights-only checkpoint payload."""
         return {
-            "model": self.model.state_dict(), "arch": self.arch, "config": self.model_config,
+            **self.extra, "model": self.model.state_dict(), "arch": self.arch, "config": self.model_config,
             "train_config": self.config.to_dict(), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.schedule.state_dict(), "scaler": self.scaler.state_dict(),
             "ema": self.ema.state_dict() if self.ema is not None else None,

@@ -1,0 +1,88 @@
+"""The `objdet` command: help on every sub-command, train -> resume -> predict end to end on a toy model."""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).parent / "engine"))
+
+from engine_toys import ToyDetector  # noqa: E402
+from objdet import cli, zoo  # noqa: E402
+from objdet.data.coco import load_json, write_coco_dataset  # noqa: E402
+from objdet.data.shapes import ShapesDataset  # noqa: E402
+from objdet.engine import checkpoint  # noqa: E402
+
+
+@pytest.fixture
+def toy_zoo(monkeypatch):
+    monkeypatch.setitem(zoo._BUILDERS, "toy", lambda num_classes=5, **kw: ToyDetector(num_classes=num_classes, **kw))
+
+
+@pytest.fixture(scope="module")
+def tiny_coco(tmp_path_factory):
+    ann, images = write_coco_dataset(ShapesDataset("train", length=6, image_size=64), tmp_path_factory.mktemp("coco"))
+    return f"coco:{ann}:{images}", images
+
+
+@pytest.mark.parametrize("command", [name for name in ("demo", "train", "eval", "predict", "convert", "export")
+                                     if name in cli.build_parser()._subparsers._group_actions[0].choices])
+def test_every_command_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main([command, "--help"])
+    assert exit_.value.code == 0
+    assert f"objdet {command}" in capsys.readouterr().out
+
+
+def _train(spec, out, *extra):
+    return cli.main(["train", "--model", "toy", "--data", spec, "--out", str(out), "--batch-size", "2", "--lr", "0.05",
+                     "--warmup-iters", "1", "--eval-every", "0", "--no-progress", *extra])
+
+
+def test_train_resume_matches_one_run_and_predict_draws(toy_zoo, tiny_coco, tmp_path):
+    spec, image_dir = tiny_coco
+    assert _train(spec, tmp_path / "full", "--epochs", "2") == 0
+    # the toy sends SIGINT (a Ctrl-C) to this process during its 4th step: the run saves and stops
+    assert _train(spec, tmp_path / "cut", "--epochs", "2", "--set", "interrupt_at_call=4") == 130
+    assert checkpoint.load(tmp_path / "cut" / "last.pt")["step"] == 4
+    assert cli.main(["train", "--data", spec, "--out", str(tmp_path / "cut"), "--resume", "--no-progress"]) == 0
+    full, cut = checkpoint.load(tmp_path / "full" / "last.pt"), checkpoint.load(tmp_path / "cut" / "last.pt")
+    assert cut["step"] == full["step"] == 6 and cut["arch"] == "toy"
+    for k in full["model"]:
+        assert torch.equal(full["model"][k], cut["model"][k]), k
+    assert [c["name"] for c in cut["categories"]] == [c["name"] for c in ShapesDataset.categories]
+
+    # odd inputs: RGBA, grayscale, and a JPEG whose EXIF says "rotate 90" (stored 64 wide, 48 high)
+    odd = tmp_path / "odd"
+    odd.mkdir()
+    Image.new("RGBA", (64, 64), (10, 200, 30, 128)).save(odd / "rgba.png")
+    Image.new("L", (64, 64), 90).save(odd / "gray.png")
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(np.full((48, 64, 3), 120, np.uint8)).save(odd / "rotated.jpg", exif=exif)
+    out = tmp_path / "pred"
+    first = sorted(image_dir.iterdir())[0]
+    assert cli.main(["predict", "--model", str(tmp_path / "full" / "last.pt"), str(first), str(odd),
+                     "--out", str(out), "--score-threshold", "0"]) == 0
+    assert sorted(p.name for p in out.glob("*.png")) == sorted([first.stem + ".png", "gray.png", "rgba.png", "rotated.png"])
+    assert Image.open(out / "rotated.png").size == (48, 64)  # drawn upright, as a viewer shows it
+    results = load_json(out / "results.json")
+    assert sorted(r["image_id"] for r in results) == [1, 2, 3, 4]  # the toy model finds one object per image
+    model, _ = checkpoint.load_model(tmp_path / "full" / "last.pt")
+    from objdet.data.image import read_image
+    expected = model([read_image(first)])[0]["boxes"][0]
+    x, y, w, h = results[0]["bbox"]
+    assert torch.allclose(torch.tensor([x, y, x + w, y + h]), expected, atol=1e-3)
+
+
+def test_user_errors_exit_with_a_message(toy_zoo, tmp_path, capsys):
+    assert cli.main(["predict", "--model", str(tmp_path / "missing.pt"), str(tmp_path)]) == 2
+    assert "missing.pt" in capsys.readouterr().err
+    assert cli.main(["train", "--model", "no_such_model", "--data", "shapes", "--out", str(tmp_path)]) == 2
+    assert "unknown model" in capsys.readouterr().err
+    assert cli.main(["train", "--model", "toy", "--data", "nowhere:x", "--out", str(tmp_path)]) == 2
+    assert "nowhere:x" in capsys.readouterr().err
