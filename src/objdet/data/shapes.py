@@ -82,6 +82,21 @@ def _raster(vertices: np.ndarray, h: int, w: int) -> np.ndarray:
     return np.asarray(canvas, dtype=bool)
 
 
+def occlude(masks: list[np.ndarray], min_visible: float, min_pixels: int = 4
+            ) -> list[np.ndarray | None]:
+    """Visible part of each mask when later masks lie on top; None for an object that keeps less
+    than `min_visible` of its area (or `min_pixels`), which is dropped and so hides nothing."""
+    occupied = np.zeros_like(masks[0]) if masks else None
+    out: list[np.ndarray | None] = [None] * len(masks)
+    for k in reversed(range(len(masks))):
+        visible = masks[k] & ~occupied
+        area = visible.sum()
+        if area >= max(min_visible * masks[k].sum(), min_pixels):
+            out[k] = visible
+            occupied |= visible
+    return out
+
+
 def generate(rng: np.random.Generator, size: int = 160, max_objects: int = 6,
              min_visible: float = 0.3) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """One image [H, W, 3] float32 in 0..1 and its numpy target (boxes, labels, masks, keypoints)."""
@@ -100,14 +115,8 @@ def generate(rng: np.random.Generator, size: int = 160, max_objects: int = 6,
         v = v + rng.uniform(-lo, [w, h] - hi)
         shapes.append((label + 1, v, _raster(v, h, w)))
 
-    kept, occupied = [], np.zeros((h, w), dtype=bool)
-    for label, v, full in reversed(shapes):  # the last drawn is on top
-        visible = full & ~occupied
-        if full.sum() == 0 or visible.sum() < min_visible * full.sum() or visible.sum() < 4:
-            continue
-        kept.append((label, v, full, visible))
-        occupied |= visible
-    kept.reverse()
+    visible = occlude([full for _, _, full in shapes], min_visible)
+    kept = [(*shape, vis) for shape, vis in zip(shapes, visible) if vis is not None]
 
     image = rng.uniform(0.2, 0.8, 3).astype(np.float32) + _texture(rng, h, w, 5, 0.4)
     for label, v, full, _ in kept:
