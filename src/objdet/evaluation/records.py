@@ -246,7 +246,8 @@ def load_detections(source: Any, gt: GroundTruth, iou_type: str) -> Detections:
             segm = _rles(raw, img, gt.sizes, path, label)
     elif "segmentation" in first:  # mask branch: area and box from the mask
         segm = _rles(_column(data, "segmentation", path, label), img, gt.sizes, path, label)
-        area = mask_utils.area(segm).astype(np.float64) if n else np.zeros(0)
+        # pycocotools' `area` fails on lists longer than 255 under numpy 2; ask in short runs
+        area = np.array([a for i in range(0, n, 255) for a in mask_utils.area(segm[i:i + 255])], dtype=np.float64)
         bbox = mask_utils.toBbox(segm).reshape(n, 4).astype(np.float64) if n else np.zeros((0, 4))
     elif "keypoints" in first:  # keypoint branch: area and box from the keypoints' extent
         keypoints = _keypoint_array(_column(data, "keypoints", path, label), path, label)
@@ -259,7 +260,9 @@ def load_detections(source: Any, gt: GroundTruth, iou_type: str) -> Detections:
     else:
         bbox, area = np.zeros((0, 4)), np.zeros(0)
     if iou_type == "segm" and segm is None:
-        raise EvaluationError("segm evaluation needs 'segmentation' or 'bbox' in every result", path=path, record=f"{label} 0")
+        if n:
+            raise EvaluationError("segm evaluation needs 'segmentation' or 'bbox' in every result", path=path, record=f"{label} 0")
+        segm = []
     if iou_type == "keypoints" and keypoints is None:
         keypoints = _keypoint_array(_column(data, "keypoints", path, label), path, label)
     return Detections(path, img, cat, score, bbox, area, segm, keypoints)
