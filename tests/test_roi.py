@@ -112,7 +112,8 @@ def test_roi_pool_against_reference_and_torchvision():
 def test_roi_warp_is_align_on_rounded_rois(mode):
     features, rois = _case(seed=6)
     rounded = rois.clone()
-    rounded[:, 1:] = torch.floor(rois[:, 1:] * 0.125 + 0.5)  # all coordinates here are > -0.5*8
+    # floor(x + 0.5) is round-half-away-from-zero except at exact negative halves (not hit here)
+    rounded[:, 1:] = torch.floor(rois[:, 1:] * 0.125 + 0.5)
     ref_avg, ref_max = reference_align(features, rounded, (3, 3), 1.0, 2, False)
     ours = roi_warp(features, rois, 3, 0.125, sampling_ratio=2, mode=mode)
     torch.testing.assert_close(ours, ref_max if mode == "max" else ref_avg, rtol=1e-5, atol=1e-5)
