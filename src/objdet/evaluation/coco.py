@@ -18,6 +18,7 @@ from objdet.errors import EvaluationError
 from objdet.evaluation.accumulate import Accumulated, accumulate
 from objdet.evaluation.greedy import greedy_match
 from objdet.evaluation.overlap import coco_box_iou_pairs, mask_iou, oks
+from objdet.evaluation.pairs import group_cross, key_ranges
 from objdet.evaluation.records import (
     COCO_KEYPOINT_SIGMAS, Detections, GroundTruth, check_keypoint_count, load_detections, load_ground_truth,
 )
@@ -141,9 +142,7 @@ def _overlaps(gt: GroundTruth, dt: Detections, gt_order: np.ndarray, kept: np.nd
               params: CocoParams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(kept detection index, sorted gt index, IoU) for every same-pair overlap >= the lowest threshold."""
     n_cat = max(len(gt.cat_ids), 1)
-    g_key = (gt.img * n_cat + gt.cat)[gt_order]
-    g_start = np.searchsorted(g_key, kept_key, side="left")
-    g_count = np.searchsorted(g_key, kept_key, side="right") - g_start
+    g_start, g_count = key_ranges((gt.img * n_cat + gt.cat)[gt_order], kept_key)
     floor = params.iou_thrs.min()
     crowd = gt.crowd[gt_order]
     parts = []
@@ -153,10 +152,8 @@ def _overlaps(gt: GroundTruth, dt: Detections, gt_order: np.ndarray, kept: np.nd
         lo = 0
         while lo < len(kept):
             hi = max(int(np.searchsorted(ends, ends[lo] - g_count[lo] + _PAIR_CHUNK, side="right")), lo + 1)
-            counts = g_count[lo:hi]
-            det = np.repeat(np.arange(lo, hi), counts)
-            first = np.repeat(g_start[lo:hi] - (np.cumsum(counts) - counts), counts)
-            g = first + np.arange(len(det))
+            det, g = group_cross(g_start[lo:hi], g_count[lo:hi])
+            det += lo
             iou = coco_box_iou_pairs(dt_box[det], gt_box[g], crowd[g])
             hit = iou >= floor
             parts.append((det[hit], g[hit], iou[hit]))

@@ -51,14 +51,14 @@ def oks(dt_kpts: np.ndarray, gt_kpts: np.ndarray, gt_bbox: np.ndarray, gt_area: 
     return out
 
 
-def xyxy_iou(a: np.ndarray, b: np.ndarray, plus_one: bool = False) -> np.ndarray:
-    """[N, M] IoU of xyxy boxes; `plus_one` counts pixels inclusively (legacy VOC devkit)."""
+def xyxy_iou_pairs(dt: np.ndarray, gt: np.ndarray, plus_one: bool = False) -> np.ndarray:
+    """IoU of aligned xyxy box pairs ([E, 4] each), as the VOC devkit computes it; `plus_one` counts
+    pixels inclusively (the legacy devkit rule: widths x2 - x1 + 1)."""
     one = 1.0 if plus_one else 0.0
-    iw = np.maximum(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]) + one, 0.0)
-    ih = np.maximum(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]) + one, 0.0)
+    iw = np.maximum(np.minimum(dt[:, 2], gt[:, 2]) - np.maximum(dt[:, 0], gt[:, 0]) + one, 0.0)
+    ih = np.maximum(np.minimum(dt[:, 3], gt[:, 3]) - np.maximum(dt[:, 1], gt[:, 1]) + one, 0.0)
     inter = iw * ih
-    area_a = (a[:, 2] - a[:, 0] + one) * (a[:, 3] - a[:, 1] + one)
-    area_b = (b[:, 2] - b[:, 0] + one) * (b[:, 3] - b[:, 1] + one)
-    union = area_a[:, None] + area_b[None, :] - inter
+    union = (dt[:, 2] - dt[:, 0] + one) * (dt[:, 3] - dt[:, 1] + one) + (gt[:, 2] - gt[:, 0] + one) * (
+        gt[:, 3] - gt[:, 1] + one) - inter
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(union > 0, inter / union, 0.0)

@@ -4,7 +4,8 @@ Reading follows `COCO.createIndex`, `COCO.loadRes` and `COCOeval._prepare`: dete
 file order, a detection's area comes from its box (w*h), its mask, or its keypoints' extent, whichever
 branch the first record selects, and a ground-truth object is ignored when it is a crowd (or, for
 keypoints, has no labelled keypoint). The `ignore` key of an annotation is overwritten by pycocotools
-and therefore has no effect here either. Input pycocotools would choke on raises `EvaluationError`.
+and therefore has no effect here either. Input pycocotools would choke on raises `EvaluationError`,
+except a ground truth without 'area', which gets its mask's (segm) or box's area.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class GroundTruth:
     area: np.ndarray  # float64 [N]
     crowd: np.ndarray  # bool [N]
     ignore: np.ndarray  # bool [N]
+    difficult: np.ndarray  # bool [N], VOC's flag (the COCO evaluation does not use it)
     segm: list | None  # compressed RLEs (segm only)
     keypoints: np.ndarray | None  # float64 [N, 3K] (keypoints only)
     sizes: list  # (height, width) or None per image, filled for segm only
@@ -158,6 +160,11 @@ def _rles(segms: list, img: np.ndarray, sizes: list, path: str | None, label: st
     return out
 
 
+def _mask_areas(rles: list) -> np.ndarray:
+    """Pixel areas of compressed RLEs (pycocotools' `area` overflows on lists over 255 under numpy 2)."""
+    return np.array([a for i in range(0, len(rles), 255) for a in mask_utils.area(rles[i:i + 255])], dtype=np.float64)
+
+
 def _keypoint_array(values: list, path: str | None, label: str) -> np.ndarray:
     if not values:
         return np.zeros((0, 0))
@@ -201,8 +208,8 @@ def load_ground_truth(source: Any, iou_type: str) -> GroundTruth:
     cat = _index(_column(anns, "category_id", path, label), {v: i for i, v in enumerate(cat_ids)}, path, label, "category_id", "ground-truth categories")
     bbox = _numbers(_column(anns, "bbox", path, label), 4, path, label, "bbox")
     _check_box_sizes(bbox, path, label)
-    area = _numbers(_column(anns, "area", path, label), None, path, label, "area")
     crowd = np.array([bool(a.get("iscrowd", 0)) for a in anns], dtype=bool)
+    difficult = np.array([bool(a.get("difficult", 0)) for a in anns], dtype=bool)
     ignore = crowd.copy()
     segm = keypoints = None
     if iou_type == "segm":
@@ -212,9 +219,16 @@ def load_ground_truth(source: Any, iou_type: str) -> GroundTruth:
         labelled = np.array([a["num_keypoints"] if "num_keypoints" in a else -1 for a in anns], dtype=np.int64)
         counted = np.count_nonzero(keypoints[:, 2::3] > 0, axis=1)
         ignore |= np.where(labelled >= 0, labelled, counted) == 0
+    # pycocotools needs 'area'; without it, take the mask's area (segm) or the box's
+    if all("area" in a for a in anns):
+        area = _numbers(_column(anns, "area", path, label), None, path, label, "area")
+    else:
+        fallback = _mask_areas(segm) if segm is not None else bbox[:, 2] * bbox[:, 3]
+        area = _numbers([a["area"] if "area" in a else f for a, f in zip(anns, fallback.tolist())], None, path, label,
+                        "area")
     return GroundTruth(
         path, img_ids, cat_ids, [names[c] for c in cat_ids], img, cat,
-        np.array([v != 0 for v in ids], dtype=bool), bbox, area, crowd, ignore, segm, keypoints, sizes,
+        np.array([v != 0 for v in ids], dtype=bool), bbox, area, crowd, ignore, difficult, segm, keypoints, sizes,
     )
 
 
@@ -246,8 +260,7 @@ def load_detections(source: Any, gt: GroundTruth, iou_type: str) -> Detections:
             segm = _rles(raw, img, gt.sizes, path, label)
     elif "segmentation" in first:  # mask branch: area and box from the mask
         segm = _rles(_column(data, "segmentation", path, label), img, gt.sizes, path, label)
-        # pycocotools' `area` fails on lists longer than 255 under numpy 2; ask in short runs
-        area = np.array([a for i in range(0, n, 255) for a in mask_utils.area(segm[i:i + 255])], dtype=np.float64)
+        area = _mask_areas(segm)
         bbox = mask_utils.toBbox(segm).reshape(n, 4).astype(np.float64) if n else np.zeros((0, 4))
     elif "keypoints" in first:  # keypoint branch: area and box from the keypoints' extent
         keypoints = _keypoint_array(_column(data, "keypoints", path, label), path, label)
