@@ -38,4 +38,14 @@ def _load_entries() -> None:
     if _BUILDERS:
         return
     # --- two-stage entries (filled by the two-stage detectors) ---
+    from objdet.detectors import fast_rcnn, faster_rcnn, keypoint_rcnn, mask_rcnn
+
+    for module, names in (
+        (fast_rcnn, ("fast_rcnn_r50_fpn", "fast_rcnn_r18_fpn")),
+        (faster_rcnn, ("faster_rcnn_r50_fpn", "faster_rcnn_r50_fpn_v2", "faster_rcnn_r50_c4", "faster_rcnn_r18_fpn")),
+        (mask_rcnn, ("mask_rcnn_r50_fpn", "mask_rcnn_r50_fpn_v2", "mask_rcnn_r18_fpn")),
+        (keypoint_rcnn, ("keypoint_rcnn_r50_fpn", "keypoint_rcnn_r18_fpn")),
+    ):
+        for name in names:
+            _register(name, getattr(module, name))
     # --- one-stage entries (filled by the one-stage detectors) ---

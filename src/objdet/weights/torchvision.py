@@ -1,0 +1,115 @@
+"""Load torchvision detection checkpoints into objdet models: a table `arch -> converter`, each
+building the matching zoo model and renaming the state-dict keys onto it."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Callable, Mapping
+
+from torch import Tensor, nn
+
+from objdet.errors import CheckpointError
+
+# One rename rule: a regular expression on the torchvision key and a function of its match
+# giving the objdet key.
+Rule = tuple[str, Callable[[re.Match], str]]
+
+
+def _rcnn_rules(head_norm: bool) -> list[Rule]:
+    """Renames for the R-CNN heads; `head_norm` when the conv heads carry a norm layer (the v2 models)."""
+    per_conv = 3 if head_norm else 2  # conv, [norm], relu in our nn.Sequential
+    return [
+        (r"rpn\.head\.conv\.(weight|bias)$", lambda m: f"rpn.head.convs.0.{m[1]}"),
+        (r"rpn\.head\.conv\.(\d+)\.0\.(.+)$", lambda m: f"rpn.head.convs.{2 * int(m[1])}.{m[2]}"),
+        (r"rpn\.head\.cls_logits\.(.+)$", lambda m: f"rpn.head.objectness.{m[1]}"),
+        (r"rpn\.head\.bbox_pred\.(.+)$", lambda m: f"rpn.head.deltas.{m[1]}"),
+        (r"roi_heads\.box_head\.(fc6|fc7)\.(.+)$", lambda m: f"box_stage.head.{m[1]}.{m[2]}"),
+        (r"roi_heads\.box_head\.([0-3])\.([01])\.(.+)$", lambda m: f"box_stage.head.convs.{3 * int(m[1]) + int(m[2])}.{m[3]}"),
+        (r"roi_heads\.box_head\.5\.(.+)$", lambda m: f"box_stage.head.fcs.0.{m[1]}"),
+        (r"roi_heads\.box_predictor\.(.+)$", lambda m: f"box_stage.predictor.{m[1]}"),
+        (r"roi_heads\.mask_head\.mask_fcn(\d)\.(.+)$", lambda m: f"mask_stage.head.convs.{2 * (int(m[1]) - 1)}.{m[2]}"),
+        (r"roi_heads\.mask_head\.(\d)\.([01])\.(.+)$",
+         lambda m: f"mask_stage.head.convs.{per_conv * int(m[1]) + int(m[2])}.{m[3]}"),
+        (r"roi_heads\.mask_predictor\.conv5_mask\.(.+)$", lambda m: f"mask_stage.head.deconv.{m[1]}"),
+        (r"roi_heads\.mask_predictor\.mask_fcn_logits\.(.+)$", lambda m: f"mask_stage.head.logits.{m[1]}"),
+        (r"roi_heads\.keypoint_head\.(\d+)\.(.+)$", lambda m: f"keypoint_stage.head.convs.{m[1]}.{m[2]}"),
+        (r"roi_heads\.keypoint_predictor\.kps_score_lowres\.(.+)$", lambda m: f"keypoint_stage.head.deconv.{m[1]}"),
+    ]
+
+
+def rename(state_dict: Mapping[str, Tensor], rules: list[Rule]) -> dict[str, Tensor]:
+    """Apply the first matching rule to every key; a key no rule matches is kept as it is."""
+    compiled = [(re.compile(p), f) for p, f in rules]
+    out = {}
+    for key, value in state_dict.items():
+        for pattern, fn in compiled:
+            m = pattern.match(key)
+            if m:
+                key = fn(m)
+                break
+        out[key] = value
+    return out
+
+
+def load_into(model: nn.Module, state_dict: Mapping[str, Tensor], arch: str) -> nn.Module:
+    """Load a renamed state dict strictly; a missing, unexpected or mis-shaped key is a CheckpointError."""
+    state_dict = {k: v for k, v in state_dict.items() if not k.endswith("num_batches_tracked") or k in model.state_dict()}
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(own))
+    shapes = [k for k in own if k in state_dict and own[k].shape != state_dict[k].shape]
+    if missing or unexpected or shapes:
+        detail = "; ".join(
+            f"{what}: {keys[:5]}{' ...' if len(keys) > 5 else ''}"
+            for what, keys in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", shapes))
+            if keys
+        )
+        raise CheckpointError(f"checkpoint does not fit {arch}: {detail}", record=arch)
+    model.load_state_dict(state_dict)
+    return model
+
+
+def _num_classes(state_dict: Mapping[str, Tensor], arch: str) -> int:
+    key = "roi_heads.box_predictor.cls_score.weight"
+    if key not in state_dict:
+        raise CheckpointError(f"not a torchvision R-CNN checkpoint: no {key!r}", record=arch)
+    return int(state_dict[key].shape[0]) - 1
+
+
+def _rcnn_converter(zoo_name: str, v2: bool) -> Callable[..., nn.Module]:
+    def convert(state_dict: Mapping[str, Tensor], **overrides: Any) -> nn.Module:
+        from objdet import zoo
+        from objdet.necks.fpn import fpn_state_dict_from_torchvision
+
+        overrides.setdefault("num_classes", _num_classes(state_dict, zoo_name))
+        if "roi_heads.keypoint_predictor.kps_score_lowres.weight" in state_dict:
+            overrides.setdefault("num_keypoints", int(state_dict["roi_heads.keypoint_predictor.kps_score_lowres.weight"].shape[1]))
+        model = zoo.build(zoo_name, **overrides)
+        # the trunk keeps torchvision's names (backbone.body.*); the FPN and the heads are renamed
+        sd = {k: v for k, v in state_dict.items() if not k.startswith("backbone.fpn.")}
+        sd.update({f"neck.{k}": v for k, v in fpn_state_dict_from_torchvision(state_dict, "backbone.fpn.").items()})
+        return load_into(model, rename(sd, _rcnn_rules(head_norm=v2)), zoo_name)
+
+    return convert
+
+
+# torchvision architecture name -> (objdet zoo name, converter)
+CONVERTERS: dict[str, tuple[str, Callable[..., nn.Module]]] = {
+    "fasterrcnn_resnet50_fpn": ("faster_rcnn_r50_fpn", _rcnn_converter("faster_rcnn_r50_fpn", v2=False)),
+    "fasterrcnn_resnet50_fpn_v2": ("faster_rcnn_r50_fpn_v2", _rcnn_converter("faster_rcnn_r50_fpn_v2", v2=True)),
+    "maskrcnn_resnet50_fpn": ("mask_rcnn_r50_fpn", _rcnn_converter("mask_rcnn_r50_fpn", v2=False)),
+    "maskrcnn_resnet50_fpn_v2": ("mask_rcnn_r50_fpn_v2", _rcnn_converter("mask_rcnn_r50_fpn_v2", v2=True)),
+    "keypointrcnn_resnet50_fpn": ("keypoint_rcnn_r50_fpn", _rcnn_converter("keypoint_rcnn_r50_fpn", v2=False)),
+    # --- one-stage converters (retinanet) ---
+}
+
+
+def from_torchvision(arch: str, state_dict: Mapping[str, Tensor], **overrides: Any) -> nn.Module:
+    """The objdet model equivalent to torchvision's `arch` with `state_dict` loaded; `overrides` change
+    config fields that do not touch the weights (min_size, score_thresh, ...)."""
+    if arch not in CONVERTERS:
+        raise CheckpointError(f"no converter for torchvision architecture {arch!r}; known: {sorted(CONVERTERS)}")
+    if not isinstance(state_dict, Mapping):
+        raise CheckpointError(f"expected a state dict (a mapping of names to tensors), got {type(state_dict).__name__}",
+                              record=arch)
+    return CONVERTERS[arch][1](state_dict, **overrides)
