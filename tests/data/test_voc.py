@@ -139,3 +139,14 @@ def test_missing_image_raises_image_error_at_load(tmp_path):
     ds = VOCDataset(root, "train")
     with pytest.raises(ImageError, match="000001.jpg"):
         ds[0]
+
+
+def test_unknown_class_and_missing_size_name_the_record(tmp_path):
+    root = _voc(tmp_path, {"000001": [("dog", (1, 1, 4, 4), 0), ("yeti", (1, 1, 4, 4), 0)]})
+    with pytest.raises(AnnotationError, match="000001 object 1.*'yeti' is not in the class list"):
+        VOCDataset(root, "train", classes=["cat", "dog"])
+    xml = root / "Annotations" / "000001.xml"
+    xml.write_text("<annotation><filename>000001.jpg</filename></annotation>")
+    with pytest.raises(AnnotationError, match="missing <size>") as err:
+        VOCDataset(root, "train")
+    assert "000001.xml" in str(err.value)
