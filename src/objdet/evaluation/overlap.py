@@ -51,6 +51,11 @@ def oks(dt_kpts: np.ndarray, gt_kpts: np.ndarray, gt_bbox: np.ndarray, gt_area: 
     return out
 
 
+def xywh_to_xyxy(boxes: np.ndarray) -> np.ndarray:
+    """[N, 4] COCO (x, y, w, h) boxes as (x1, y1, x2, y2)."""
+    return np.concatenate([boxes[:, :2], boxes[:, :2] + boxes[:, 2:]], axis=1)
+
+
 def xyxy_iou_pairs(dt: np.ndarray, gt: np.ndarray, plus_one: bool = False) -> np.ndarray:
     """IoU of aligned xyxy box pairs ([E, 4] each), as the VOC devkit computes it; `plus_one` counts
     pixels inclusively (the legacy devkit rule: widths x2 - x1 + 1)."""

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from objdet.errors import EvaluationError
-from objdet.evaluation.overlap import xyxy_iou_pairs
+from objdet.evaluation.overlap import xywh_to_xyxy, xyxy_iou_pairs
 from objdet.evaluation.pairs import group_cross, key_ranges
 from objdet.evaluation.records import load_detections, load_ground_truth
 
@@ -58,8 +58,8 @@ def evaluate_voc(gt: Any, dt: Any, iou: float = 0.5, method: str = "11point", pl
 
     # best-overlapping ground truth of each detection (first one on ties), difficult ones included
     det, g = group_cross(*key_ranges(g_key[g_order], d_key))
-    g_box = _xyxy(truth.bbox)[g_order[g]]
-    overlap = xyxy_iou_pairs(_xyxy(found.bbox)[d_order[det]], g_box, plus_one)
+    g_box = xywh_to_xyxy(truth.bbox)[g_order[g]]
+    overlap = xyxy_iou_pairs(xywh_to_xyxy(found.bbox)[d_order[det]], g_box, plus_one)
     best = np.full(len(d_order), -np.inf)
     np.maximum.at(best, det, overlap)
     first = np.full(len(d_order), len(g_order))
@@ -91,7 +91,3 @@ def evaluate_voc(gt: Any, dt: Any, iou: float = 0.5, method: str = "11point", pl
         per_class[name] = average_precision(recall, precision, method)
         aps.append(per_class[name])
     return {"mAP": float(np.mean(aps)) if aps else float("nan"), "per_class": per_class}
-
-
-def _xyxy(xywh: np.ndarray) -> np.ndarray:
-    return np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
