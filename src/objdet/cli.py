@@ -29,6 +29,44 @@ def _run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- eval (the evaluation) ---------------------------------------------------------------------------
+def _add_eval(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="score detections: COCO AP exactly as pycocotools, per-class table, plots",
+                       description="Evaluate COCO results against COCO ground truth and print pycocotools' "
+                                   "summary (same numbers, same format).")
+    p.add_argument("--gt", metavar="GT.json", help="COCO ground truth")
+    p.add_argument("--dt", metavar="DT.json", help="COCO results: a list of detections")
+    p.add_argument("--iou-type", default="bbox", choices=["bbox", "segm", "keypoints"], help="what to compare")
+    p.add_argument("--per-class", action="store_true", help="also print AP per class and best-F1 score thresholds")
+    p.add_argument("--plots", metavar="DIR", help="write PR curves and a confusion matrix (PNG) here")
+    p.set_defaults(run=_run_eval)
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    if not (args.gt and args.dt):
+        raise ConfigError("eval needs --gt GT.json and --dt DT.json")
+    from objdet.evaluation.coco import evaluate
+
+    result = evaluate(args.gt, args.dt, args.iou_type)
+    print("\n".join(result.summary_lines()))
+    if args.per_class:
+        from objdet.evaluation.plots import best_f1
+
+        print()
+        print(result.per_class_table())
+        print()
+        print("best F1 at IoU 0.50 (keep scores >= threshold):")
+        for name, row in best_f1(result).items():
+            print(f"  {name}: threshold {row['score']:.4f}  F1 {row['f1']:.3f}  "
+                  f"precision {row['precision']:.3f}  recall {row['recall']:.3f}")
+    if args.plots:
+        from objdet.evaluation.plots import write_plots
+
+        paths = write_plots(result, args.plots)
+        print(f"wrote {len(paths)} plots to {args.plots}")
+    return 0
+
+
 # --- train, predict, export (the engine) -------------------------------------------------------------
 _TRAIN_FLAGS = {  # flag -> (TrainConfig field, type, help)
     "--epochs": ("epochs", int, "number of epochs"),
@@ -238,7 +276,8 @@ def _run_export(args: argparse.Namespace) -> int:
     return 0
 
 # Sub-commands in the order `objdet --help` lists them.
-_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_demo, _add_train, _add_predict, _add_export]
+_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_demo, _add_train, _add_eval, _add_predict,
+                                                             _add_export]
 
 
 def build_parser() -> argparse.ArgumentParser:
