@@ -10,20 +10,11 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from objdet.data.image import to_pil
+
 PALETTE = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),
            (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212),
            (0, 128, 128), (170, 110, 40), (128, 0, 0), (0, 0, 128), (128, 128, 0)]
-
-
-def _to_pil(image: torch.Tensor | np.ndarray | Image.Image) -> Image.Image:
-    """A [3,H,W] float 0..1 tensor (or PIL image) as an RGB PIL image."""
-    if isinstance(image, Image.Image):
-        return image.convert("RGB")
-    array = torch.as_tensor(image).detach().cpu().float()
-    if array.ndim != 3 or array.shape[0] not in (1, 3):
-        raise ValueError(f"expected an image [3, H, W], got shape {tuple(array.shape)}")
-    pixels = (array.clamp(0, 1) * 255).round().to(torch.uint8).expand(3, -1, -1)
-    return Image.fromarray(pixels.permute(1, 2, 0).numpy())
 
 
 def draw_detections(
@@ -41,7 +32,7 @@ def draw_detections(
     N x H x W) are blended in the box colour; keypoints with visibility > 0 are dots joined by the
     optional 1-based `skeleton` pairs.
     """
-    canvas = _to_pil(image)
+    canvas = to_pil(image)
     boxes = torch.as_tensor(detections["boxes"]).detach().cpu().reshape(-1, 4)
     labels = detections.get("labels", torch.zeros(len(boxes), dtype=torch.int64))
     scores = detections.get("scores")

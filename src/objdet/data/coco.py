@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from pycocotools import mask as mask_utils
 
-from objdet.data.image import MAX_PIXELS, read_image
+from objdet.data.image import MAX_PIXELS, read_image, to_pil
 from objdet.data.validate import check_box, check_unique, inside_root
 from objdet.errors import AnnotationError, DataError, ImageError
 
@@ -318,16 +318,13 @@ def dataset_to_coco(dataset: Any) -> dict:
 
 def write_coco_dataset(dataset: Any, out_dir: str | os.PathLike) -> tuple[Path, Path]:
     """Export a data set as `out_dir/annotations.json` + `out_dir/images/`; returns both paths."""
-    from PIL import Image
-
     out_dir = Path(out_dir)
     image_dir = out_dir / "images"
     for i in range(len(dataset)):
         image, _ = dataset.load(i)
         file = image_dir / dataset.image_info(i)["file_name"]
         file.parent.mkdir(parents=True, exist_ok=True)
-        pixels = (image.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
-        Image.fromarray(pixels).save(file)
+        to_pil(image).save(file)
     ann_file = save_json(dataset_to_coco(dataset), out_dir / "annotations.json")
     return ann_file, image_dir
 

@@ -64,3 +64,15 @@ def read_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> torch.T
     except (OSError, SyntaxError, ValueError) as err:
         raise ImageError(f"corrupt or truncated image: {err}", path=path) from err
     return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
+
+
+def to_pil(image: torch.Tensor | np.ndarray | Image.Image) -> Image.Image:
+    """A [3,H,W] (or [1,H,W]) float image in 0..1 as an 8-bit RGB PIL image (PIL images pass)."""
+    if isinstance(image, Image.Image):
+        return image.convert("RGB")
+    array = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
+    if array.ndim != 3 or array.shape[0] not in (1, 3):
+        raise ValueError(f"expected an image [3, H, W], got shape {tuple(array.shape)}")
+    pixels = np.rint(np.clip(array, 0.0, 1.0) * 255).astype(np.uint8)
+    return Image.fromarray(np.ascontiguousarray(np.broadcast_to(pixels, (3, *pixels.shape[1:]))
+                                                .transpose(1, 2, 0)))
