@@ -102,6 +102,27 @@ def test_keypoints_match_pycocotools(seed, n_img, with_bbox):
     assert_same(gt, dt, "keypoints")
 
 
+@pytest.mark.parametrize("sigmas", [None, [0.1, 0.05, 0.2, 0.08]])
+def test_keypoints_other_than_coco_persons(sigmas):
+    gt, dt = keypoint_case(2, 5, False)
+    keep = [0, 5, 6, 11]  # four keypoints per object instead of 17
+    for rec in gt["annotations"] + dt:
+        k = np.array(rec["keypoints"]).reshape(17, 3)[keep]
+        rec["keypoints"] = k.ravel().tolist()
+        if "num_keypoints" in rec:
+            rec["num_keypoints"] = int((k[:, 2] > 0).sum())
+    ref_sigmas = np.full(4, 0.25) if sigmas is None else np.array(sigmas)  # default: 1/K each
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_gt, coco_dt = _coco_pair(gt, dt)
+        ev = COCOeval(coco_gt, coco_dt, "keypoints")
+        ev.params.kpt_oks_sigmas = ref_sigmas
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    np.testing.assert_allclose(list(evaluate_coco(gt, dt, "keypoints", kpt_sigmas=sigmas).values()), ev.stats,
+                               rtol=0, atol=1e-12)
+
+
 def test_keypoint_stats_are_named():
     gt, dt = keypoint_case(1, 4, False)
     assert list(evaluate_coco(gt, dt, "keypoints")) == ["AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl"]

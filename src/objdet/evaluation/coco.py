@@ -51,7 +51,7 @@ class CocoParams:
         default_factory=lambda: [(0.0, 1e5**2), (0.0, 32.0**2), (32.0**2, 96.0**2), (96.0**2, 1e5**2)]
     )
     area_labels: list[str] = field(default_factory=lambda: ["all", "small", "medium", "large"])
-    kpt_sigmas: np.ndarray = field(default_factory=lambda: COCO_KEYPOINT_SIGMAS.copy())
+    kpt_sigmas: np.ndarray | None = None  # None: COCO's 17 person sigmas, or 1/K each for K != 17 keypoints
 
     @classmethod
     def for_type(cls, iou_type: str) -> CocoParams:
@@ -185,6 +185,9 @@ def evaluate(gt: Any, dt: Any, iou_type: str = "bbox", params: CocoParams | None
     truth = load_ground_truth(gt, iou_type)
     found = load_detections(dt, truth, iou_type)
     if iou_type == "keypoints":
+        if params.kpt_sigmas is None:
+            k = (truth.keypoints.shape[1] or found.keypoints.shape[1]) // 3
+            params.kpt_sigmas = COCO_KEYPOINT_SIGMAS.copy() if k in (0, 17) else np.full(k, 1.0 / k)
         check_keypoint_count(truth, found, params.kpt_sigmas)
     max_dets = sorted(params.max_dets)
     gt_order, kept, rank, kept_key = _pairs(truth, found, max_dets[-1])
@@ -216,6 +219,12 @@ def evaluate(gt: Any, dt: Any, iou_type: str = "bbox", params: CocoParams | None
     return result
 
 
-def evaluate_coco(gt: Any, dt: Any, iou_type: str = "bbox") -> dict[str, float]:
-    """COCO summary stats by name ("AP", "AP50", ... as pycocotools' `stats`); gt/dt paths or loaded json."""
-    return dict(evaluate(gt, dt, iou_type).stats)
+def evaluate_coco(gt: Any, dt: Any, iou_type: str = "bbox", kpt_sigmas: Any = None) -> dict[str, float]:
+    """COCO summary stats by name ("AP", "AP50", ... as pycocotools' `stats`); gt/dt paths or loaded json.
+
+    `kpt_sigmas` are the per-keypoint OKS sigmas (default: COCO's for 17 keypoints, else 1/K each).
+    """
+    params = CocoParams.for_type(iou_type)
+    if kpt_sigmas is not None:
+        params.kpt_sigmas = np.asarray(kpt_sigmas, dtype=np.float64)
+    return dict(evaluate(gt, dt, iou_type, params).stats)
