@@ -27,6 +27,7 @@ def test_coco_spec(tmp_path):
     ann, images = write_coco_dataset(ShapesDataset("val", length=2, image_size=32), tmp_path)
     ds = open_dataset(f"coco:{ann}:{images}")
     assert isinstance(ds, CocoDataset) and len(ds) == 2 and ds.image_dir == images
+    assert len(open_dataset(f"coco:{ann}:{images}", split="val")) == 2  # one split: ignored
 
 
 @pytest.mark.skipif(not RACCOON.is_dir(), reason="raccoon data set not present")
@@ -39,11 +40,16 @@ def test_voc_specs():
 @pytest.mark.parametrize("spec, split", [
     ("", None), ("imagenet:/x", None), ("coco:ann.txt:imgs", None), ("coco:ann.json", None),
     ("voc:", None), ("shapes:a:b", None), ("shapes:bogus", None), ("shapes:val", "test"),
-    ("coco:a.json:imgs", "train"), (None, None),
+    (None, None),
 ])
 def test_bad_specs_raise_config_error(spec, split):
     with pytest.raises(ConfigError):
         open_dataset(spec, split=split)
+
+
+def test_unknown_option_is_a_config_error():
+    with pytest.raises(ConfigError, match="lenght"):
+        open_dataset("shapes", lenght=3)
 
 
 def test_missing_voc_root_is_a_data_error(tmp_path):
