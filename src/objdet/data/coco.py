@@ -296,7 +296,7 @@ def _annotation_records(target: Mapping[str, Any], image_id: int, label_to_categ
             ann["keypoints"] = [float(v) for v in kps[k].reshape(-1).tolist()]
             ann["num_keypoints"] = int((kps[k][:, 2] > 0).sum())
         if "difficult" in target:
-            ann["difficult"] = ann["ignore"] = int(target["difficult"][k])
+            ann["difficult"] = int(target["difficult"][k])
         out.append(ann)
     return out
 
@@ -305,7 +305,7 @@ def dataset_to_coco(dataset: Any) -> dict:
     """The COCO ground-truth dict of an objdet data set (CocoDataset, VOCDataset, ShapesDataset).
 
     Masks become compressed RLE, keypoints flat [x, y, v] * K, VOC's difficult flag is kept as
-    `difficult` (and `ignore`) on each annotation.
+    `difficult` on each annotation.
     """
     images, anns = [], []
     for i in range(len(dataset)):
