@@ -101,7 +101,43 @@ CONVERTERS: dict[str, tuple[str, Callable[..., nn.Module]]] = {
     "maskrcnn_resnet50_fpn_v2": ("mask_rcnn_r50_fpn_v2", _rcnn_converter("mask_rcnn_r50_fpn_v2", v2=True)),
     "keypointrcnn_resnet50_fpn": ("keypoint_rcnn_r50_fpn", _rcnn_converter("keypoint_rcnn_r50_fpn", v2=False)),
     # --- one-stage converters (retinanet) ---
+    "retinanet_resnet50_fpn": ("retinanet_r50_fpn", lambda sd, **kw: _retinanet_converter(sd, v2=False, **kw)),
+    "retinanet_resnet50_fpn_v2": ("retinanet_r50_fpn", lambda sd, **kw: _retinanet_converter(sd, v2=True, **kw)),
 }
+
+
+_RETINA_RULES: list[Rule] = [
+    # before torchvision 0.13 the subnet convs were bare (conv.0, conv.2, ... between ReLUs)
+    (r"head\.(classification|regression)_head\.conv\.(\d+)\.(weight|bias)$",
+     lambda m: f"{_RETINA_HEAD[m[1]]}.convs.{int(m[2]) // 2}.0.{m[3]}"),
+    (r"head\.(classification|regression)_head\.conv\.(\d+)\.(\d+)\.(.+)$",
+     lambda m: f"{_RETINA_HEAD[m[1]]}.convs.{m[2]}.{m[3]}.{m[4]}"),
+    (r"head\.(classification|regression)_head\.(cls_logits|bbox_reg)\.(.+)$",
+     lambda m: f"{_RETINA_HEAD[m[1]]}.predict.{m[3]}"),
+]
+_RETINA_HEAD = {"classification": "class_head", "regression": "box_head"}
+
+
+def _retinanet_converter(state_dict: Mapping[str, Tensor], v2: bool, **overrides: Any) -> nn.Module:
+    """torchvision's RetinaNet (v1: P6 from P5, L1 box loss; v2: P6 from C5, GroupNorm subnets, GIoU loss)."""
+    from objdet import zoo
+    from objdet.necks.fpn import fpn_state_dict_from_torchvision
+
+    key = "head.classification_head.cls_logits.weight"
+    if key not in state_dict:
+        raise CheckpointError(f"not a torchvision RetinaNet checkpoint: no {key!r}", record="retinanet")
+    num_anchors = state_dict["head.regression_head.bbox_reg.weight"].shape[0] // 4
+    # torchvision's class channel 0 is background: keep it, never output it
+    overrides.setdefault("num_classes", int(state_dict[key].shape[0]) // num_anchors - 1)
+    overrides.update(background_channel=True)
+    if v2:
+        overrides.update(extra="p6p7", head_norm="GN", box_loss="giou", backbone_norm="BN")
+    else:
+        overrides.update(extra="p6p7_p5", box_loss="l1")
+    model = zoo.build("retinanet_r50_fpn", **overrides)
+    sd = {k: v for k, v in state_dict.items() if not k.startswith("backbone.fpn.")}
+    sd.update({f"neck.{k}": v for k, v in fpn_state_dict_from_torchvision(state_dict, "backbone.fpn.").items()})
+    return load_into(model, rename(sd, _RETINA_RULES), "retinanet_r50_fpn")
 
 
 def from_torchvision(arch: str, state_dict: Mapping[str, Tensor], **overrides: Any) -> nn.Module:

@@ -1,0 +1,109 @@
+"""Load effdet (rwightman/efficientdet-pytorch) checkpoints into objdet's EfficientDet."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import torch
+
+from objdet.detectors.efficientdet import EfficientDet, efficientdet
+from objdet.errors import CheckpointError, ConfigError
+from objdet.zoo import efficientdet_scaling
+
+
+def effdet_config(name: str) -> dict[str, Any]:
+    """objdet EfficientDet fields reproducing effdet's model `name` (tf_efficientdet_d0..d7, efficientdet_d0/d1)."""
+    match = re.fullmatch(r"(tf_)?efficientdet_d([0-7])", name)
+    if match is None or (match.group(1) is None and int(match.group(2)) > 1):
+        raise ConfigError(f"unsupported effdet model {name!r}: use tf_efficientdet_d0..d7 or efficientdet_d0/d1")
+    phi = int(match.group(2))
+    fields = efficientdet_scaling(phi)
+    if match.group(1) is None:  # effdet's PyTorch-padded models: timm trunk, no redundant conv bias
+        fields.update(backbone=f"efficientnet_b{phi}", same_padding=False, conv_bias=False,
+                      drop_path_rate=0.1 if phi == 0 else 0.2)
+    return fields
+
+
+def _neck_key(key: str, graph_inputs: list[tuple[int, ...]]) -> str:
+    """Map one effdet `fpn.*` key to objdet's `neck.*` name."""
+    m = re.fullmatch(r"fpn\.resample\.(\d+)\.conv\.(conv|bn)\.(.+)", key)
+    if m:  # P6/P7 made from C5: effdet numbers them by level index (3, 4, ...)
+        return f"neck.extra.{int(m.group(1)) - 3}.{m.group(2)}.{m.group(3)}"
+    m = re.fullmatch(r"fpn\.cell\.(\d+)\.fnode\.(\d+)\.(.+)", key)
+    if m is None:
+        raise CheckpointError(f"unexpected effdet key {key!r}")
+    layer, node, rest = m.group(1), int(m.group(2)), m.group(3)
+    prefix = f"neck.layers.{layer}.cells.{node}"
+    m = re.fullmatch(r"combine\.resample\.(\d+)\.conv\.(conv|bn)\.(.+)", rest)
+    if m:
+        position = graph_inputs[node].index(int(m.group(1)))
+        return f"{prefix}.resample.{position}.{m.group(2)}.{m.group(3)}"
+    if rest == "combine.edge_weights":
+        return f"{prefix}.fuse.weight"
+    m = re.fullmatch(r"after_combine\.conv\.(conv_dw|conv_pw|bn)\.(.+)", rest)
+    if m:
+        return f"{prefix}.conv.{_SEPARABLE[m.group(1)]}.{m.group(2)}"
+    raise CheckpointError(f"unexpected effdet key {key!r}")
+
+
+_SEPARABLE = {"conv_dw": "depthwise", "conv_pw": "pointwise", "bn": "bn"}
+
+
+def _head_key(key: str) -> str:
+    """Map one effdet `class_net.*`/`box_net.*` key to objdet's head names."""
+    m = re.fullmatch(r"(class|box)_net\.(.+)", key)
+    head, rest = f"{m.group(1)}_head", m.group(2)
+    m = re.fullmatch(r"conv_rep\.(\d+)\.(conv_dw|conv_pw)\.(.+)", rest)
+    if m:
+        return f"{head}.convs.{m.group(1)}.{_SEPARABLE[m.group(2)]}.{m.group(3)}"
+    m = re.fullmatch(r"bn_rep\.(\d+)\.(\d+)\.bn\.(.+)", rest)
+    if m:
+        return f"{head}.norms.{m.group(1)}.{m.group(2)}.{m.group(3)}"
+    m = re.fullmatch(r"predict\.(conv_dw|conv_pw)\.(.+)", rest)
+    if m:
+        return f"{head}.predict.{_SEPARABLE[m.group(1)]}.{m.group(2)}"
+    raise CheckpointError(f"unexpected effdet key {key!r}")
+
+
+def convert_effdet_state_dict(state_dict: dict[str, torch.Tensor], model: EfficientDet) -> dict[str, torch.Tensor]:
+    """effdet's EfficientDet state dict renamed for `model`; box outputs reordered from (y, x, h, w) to (x, y, w, h)."""
+    graph_inputs = [cell.inputs for cell in model.neck.layers[0].cells]
+    out = {}
+    for key, value in state_dict.items():
+        if key.startswith("model."):  # a DetBench wrapper's state dict
+            key = key[len("model."):]
+        if key.startswith("anchors."):
+            continue
+        if key.startswith("backbone."):
+            out["backbone.body." + key[len("backbone."):]] = value
+        elif key.startswith("fpn."):
+            out[_neck_key(key, graph_inputs)] = value
+        elif key.startswith(("class_net.", "box_net.")):
+            new = _head_key(key)
+            if new.startswith("box_head.predict.pointwise"):
+                value = value.reshape(-1, 4, *value.shape[1:])[:, [1, 0, 3, 2]].reshape(value.shape)
+            out[new] = value
+        else:
+            raise CheckpointError(f"unexpected effdet key {key!r}")
+    return out
+
+
+def from_effdet(name: str, state_dict: dict[str, torch.Tensor], **overrides: Any) -> EfficientDet:
+    """objdet's EfficientDet with the weights of effdet's model `name`; eval-mode detections equal effdet's."""
+    fields = effdet_config(name)
+    bias = state_dict.get("class_net.predict.conv_pw.bias", state_dict.get("model.class_net.predict.conv_pw.bias"))
+    if bias is None:
+        raise CheckpointError(f"not an effdet {name} state dict: no class_net.predict.conv_pw.bias")
+    num_anchors = fields.get("num_scales", 3) * 3
+    fields["num_classes"] = bias.numel() // num_anchors
+    fields.update(overrides)
+    model = efficientdet(**fields)
+    converted = convert_effdet_state_dict(state_dict, model)
+    result = model.load_state_dict(converted, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise CheckpointError(
+            f"effdet {name} checkpoint does not fit: missing {result.missing_keys[:5]}, "
+            f"unexpected {result.unexpected_keys[:5]}"
+        )
+    return model
