@@ -36,7 +36,7 @@ _KEYPOINT_STATS = [
     ("AR", False, None, "all", -1), ("AR50", False, 0.5, "all", -1), ("AR75", False, 0.75, "all", -1),
     ("ARm", False, None, "medium", -1), ("ARl", False, None, "large", -1),
 ]
-_PAIR_CHUNK = 1 << 21  # (detection, gt) box pairs per vectorised IoU pass, bounds peak memory
+_PAIR_CHUNK = 1 << 19  # (detection, gt) box pairs per vectorised IoU pass, bounds peak memory
 
 
 @dataclass
