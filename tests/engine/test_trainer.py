@@ -163,3 +163,34 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path):
     full, cut = checkpoint.load(tmp_path / "full" / "last.pt"), checkpoint.load(tmp_path / "cut" / "last.pt")
     _assert_same_weights(full["model"], cut["model"])
     _assert_same_weights(full["ema"]["model"], cut["ema"]["model"])
+
+
+def test_evaluation_every_epoch_matches_pycocotools_and_keeps_the_best(tmp_path):
+    import contextlib
+    import io
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    from objdet.data.coco import dataset_to_coco
+    from objdet.engine import inference
+
+    val = ToyBoxes(8, flip=False)  # the first training images: enough to see AP move in a few epochs
+    torch.manual_seed(0)
+    cfg = _config(tmp_path, epochs=5, eval_every=2, optimizer="adamw", lr=0.01, weight_decay=0.0, batch_size=2)
+    trainer = Trainer(ToyDetector(dropout=0.0), ToyBoxes(8, flip=False), val, cfg, arch="toy")
+    trainer.fit()
+    assert [h["epoch"] for h in trainer.history] == [2, 4, 5]  # every 2nd epoch and the last
+    assert max(h["bbox/AP"] for h in trainer.history) > 0
+    gt = COCO()
+    gt.dataset = dataset_to_coco(val)
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt.createIndex()
+        ev = COCOeval(gt, gt.loadRes(inference.predict(trainer.model, val)), "bbox")
+        ev.evaluate(), ev.accumulate(), ev.summarize()
+    assert trainer.history[-1]["bbox/AP"] == pytest.approx(ev.stats[0], abs=1e-9)
+    best = checkpoint.load(tmp_path / "best.pt")
+    assert best["best"] == max(h["bbox/AP"] for h in trainer.history)
+    assert best["epoch"] == max(reversed(trainer.history), key=lambda h: h["bbox/AP"])["epoch"]  # ties: the later
+    val_lines = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines() if '"val"' in line]
+    assert [line["bbox/AP"] for line in val_lines] == [h["bbox/AP"] for h in trainer.history]

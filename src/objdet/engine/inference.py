@@ -9,15 +9,10 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from objdet.data.coco import dataset_to_coco, to_coco_results
+from objdet.data.loader import collate
 from objdet.engine import distributed
 
 STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
-
-
-def collate(batch: list[tuple[Any, Any]]) -> tuple[list[Any], list[Any]]:
-    """(images, targets) lists from a list of samples."""
-    images, targets = zip(*batch)
-    return list(images), list(targets)
 
 
 @torch.no_grad()

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from objdet.data.loader import collate
 from objdet.engine import checkpoint, distributed, inference
 from objdet.errors import ConfigError, TrainingError
 
@@ -288,7 +289,7 @@ class Trainer:
     def _loader(self, epoch: int, start_step: int) -> DataLoader:
         c = self.config
         sampler = distributed.ShardedBatchSampler(len(self.train_set), c.batch_size, c.seed, epoch, start_step=start_step)
-        return DataLoader(SeededDataset(self.train_set, c.seed, epoch), batch_sampler=sampler, collate_fn=inference.collate,
+        return DataLoader(SeededDataset(self.train_set, c.seed, epoch), batch_sampler=sampler, collate_fn=collate,
                           num_workers=c.num_workers, generator=torch.Generator().manual_seed(c.seed + epoch))
 
     # -- checkpoints ------------------------------------------------------------------------------
