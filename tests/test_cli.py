@@ -79,6 +79,20 @@ def test_train_resume_matches_one_run_and_predict_draws(toy_zoo, tiny_coco, tmp_
     assert torch.allclose(torch.tensor([x, y, x + w, y + h]), expected, atol=1e-3)
 
 
+def test_eval_of_a_model_equals_eval_of_its_saved_results(toy_zoo, tiny_coco, tmp_path, capsys):
+    spec, _ = tiny_coco
+    assert _train(spec, tmp_path / "run", "--epochs", "1") == 0
+    capsys.readouterr()
+    ckpt = str(tmp_path / "run" / "last.pt")
+    assert cli.main(["eval", "--model", ckpt, "--data", spec, "--save-dt", str(tmp_path / "dt.json")]) == 0
+    by_model = capsys.readouterr().out
+    assert "Average Precision" in by_model
+    ann_file = spec.split(":")[1]
+    assert cli.main(["eval", "--gt", ann_file, "--dt", str(tmp_path / "dt.json")]) == 0
+    assert capsys.readouterr().out == by_model
+    assert len(load_json(tmp_path / "dt.json")) == 6  # one detection per image from the toy
+
+
 def test_user_errors_exit_with_a_message(toy_zoo, tmp_path, capsys):
     assert cli.main(["predict", "--model", str(tmp_path / "missing.pt"), str(tmp_path)]) == 2
     assert "missing.pt" in capsys.readouterr().err
@@ -86,3 +100,5 @@ def test_user_errors_exit_with_a_message(toy_zoo, tmp_path, capsys):
     assert "unknown model" in capsys.readouterr().err
     assert cli.main(["train", "--model", "toy", "--data", "nowhere:x", "--out", str(tmp_path)]) == 2
     assert "nowhere:x" in capsys.readouterr().err
+    assert cli.main(["eval", "--model", str(tmp_path / "x.pt")]) == 2
+    assert "--data" in capsys.readouterr().err

@@ -39,15 +39,22 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--iou-type", default="bbox", choices=["bbox", "segm", "keypoints"], help="what to compare")
     p.add_argument("--per-class", action="store_true", help="also print AP per class and best-F1 score thresholds")
     p.add_argument("--plots", metavar="DIR", help="write PR curves and a confusion matrix (PNG) here")
+    p.add_argument("--model", metavar="CKPT", help="instead of --gt/--dt: run this checkpoint over --data")
+    p.add_argument("--data", metavar="SPEC", help="data set for --model (default split: val of shapes, test of voc)")
+    p.add_argument("--save-dt", metavar="DT.json", help="with --model: also write its COCO results here")
     p.set_defaults(run=_run_eval)
 
 
 def _run_eval(args: argparse.Namespace) -> int:
-    if not (args.gt and args.dt):
-        raise ConfigError("eval needs --gt GT.json and --dt DT.json")
+    if args.model:
+        gt, dt = _model_results(args)
+    elif args.gt and args.dt:
+        gt, dt = args.gt, args.dt
+    else:
+        raise ConfigError("eval needs --gt GT.json and --dt DT.json, or --model CKPT and --data SPEC")
     from objdet.evaluation.coco import evaluate
 
-    result = evaluate(args.gt, args.dt, args.iou_type)
+    result = evaluate(gt, dt, args.iou_type)
     print("\n".join(result.summary_lines()))
     if args.per_class:
         from objdet.evaluation.plots import best_f1
@@ -135,12 +142,29 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def _default_val_spec(spec: str) -> str | None:
+    """The held-out split next to a training spec: shapes -> shapes:val, voc:ROOT -> voc:ROOT:test."""
     kind, _, rest = spec.partition(":")
     if kind == "shapes":
         return "shapes:val"
     if kind == "voc":
         return f"voc:{rest.rsplit(':', 1)[0] if ':' in rest else rest}:test"
     return None
+
+
+def _model_results(args: argparse.Namespace) -> tuple[dict, list]:
+    """`eval --model CKPT --data SPEC`: the data set's COCO ground truth and the model's results on it."""
+    if not args.data:
+        raise ConfigError("eval --model needs --data SPEC")
+    from objdet.data.coco import dataset_to_coco, save_json
+    from objdet.engine import checkpoint, inference
+
+    has_split = args.data.startswith("coco:") or ":" in args.data.partition(":")[2]
+    dataset = _open_training_data(args.data if has_split else _default_val_spec(args.data) or args.data, "val", False)
+    model, _ = checkpoint.load_model(args.model)
+    records = inference.predict(model, dataset)
+    if args.save_dt:
+        save_json(records, args.save_dt)
+    return dataset_to_coco(dataset), records
 
 
 def _run_train(args: argparse.Namespace) -> int:
