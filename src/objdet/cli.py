@@ -371,9 +371,59 @@ def _run_export(args: argparse.Namespace) -> int:
             raise ObjdetError(f"exported outputs differ from PyTorch's by {worst:.2e} (> 1e-3)", path=path)
     return 0
 
+
+def _add_convert(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("convert", help="turn a torchvision or effdet checkpoint into an objdet checkpoint",
+                       description="Convert a peer library's state dict (IN.pth) into an objdet checkpoint "
+                                   "(OUT.pt) holding the weights, the zoo name and the config.")
+    p.add_argument("--from", dest="source", required=True, choices=["torchvision", "effdet"], help="library")
+    p.add_argument("--arch", required=True, help="the library's model name, e.g. fasterrcnn_resnet50_fpn")
+    p.add_argument("input", help="the library's checkpoint (a state dict, or a dict holding one under 'model')")
+    p.add_argument("output", help="objdet checkpoint to write")
+    p.set_defaults(run=_run_convert)
+
+
+def _run_convert(args: argparse.Namespace) -> int:
+    import dataclasses
+    import pickle
+    import re
+    import zipfile
+
+    import torch
+
+    from objdet.engine import checkpoint
+    from objdet.errors import CheckpointError
+
+    try:
+        state = torch.load(args.input, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError) as err:
+        raise CheckpointError(f"cannot read a weights-only state dict: {err}", path=args.input) from err
+    if isinstance(state, dict):
+        state = next((state[k] for k in ("model", "state_dict") if isinstance(state.get(k), dict)), state)
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError("expected a state dict of tensors", path=args.input)
+    try:
+        if args.source == "torchvision":
+            from objdet.weights.torchvision import CONVERTERS, from_torchvision
+
+            model = from_torchvision(args.arch, state)
+            zoo_name = CONVERTERS[args.arch][0]
+        else:
+            from objdet.weights.effdet import from_effdet
+
+            model = from_effdet(args.arch, state)
+            zoo_name = re.sub(r"^tf_", "", args.arch)
+    except CheckpointError as err:
+        raise CheckpointError(str(err), path=args.input) from err
+    config = dataclasses.asdict(model.config)
+    checkpoint.save(args.output, {"model": model.state_dict(), "arch": zoo_name, "config": config})
+    print(f"wrote {args.output} ({zoo_name}, from {args.source} {args.arch})")
+    return 0
+
+
 # Sub-commands in the order `objdet --help` lists them.
 _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_demo, _add_train, _add_eval, _add_predict,
-                                                             _add_export]
+                                                             _add_export, _add_convert]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -29,7 +29,7 @@ def build_fast_rcnn(cfg: FastRCNNConfig) -> TwoStageDetector:
     backbone, neck, _, roi_levels, channels = make_backbone(cfg)
     return TwoStageDetector(
         make_transform(cfg), backbone, neck, None, make_box_stage(cfg, channels),
-        cfg.num_classes, [], roi_levels, channels,
+        cfg.num_classes, [], roi_levels, channels, config=cfg,
     )
 
 

@@ -39,7 +39,7 @@ def build_faster_rcnn(cfg: FasterRCNNConfig) -> TwoStageDetector:
         backbone.body.layer4 = nn.Identity()  # res5 runs on the RoIs, not on the whole image
     return TwoStageDetector(
         make_transform(cfg), backbone, neck, make_rpn(cfg, channels), make_box_stage(cfg, channels, head),
-        cfg.num_classes, rpn_levels, roi_levels, channels,
+        cfg.num_classes, rpn_levels, roi_levels, channels, config=cfg,
     )
 
 

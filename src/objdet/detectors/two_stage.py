@@ -55,8 +55,10 @@ class TwoStageDetector(nn.Module):
         roi_channels: int,
         mask_stage: nn.Module | None = None,
         keypoint_stage: nn.Module | None = None,
+        config: RCNNConfig | None = None,
     ):
         super().__init__()
+        self.config = config  # the dataclass it was built from (saved in checkpoints to rebuild it)
         self.transform = transform
         self.backbone = backbone
         self.neck = neck

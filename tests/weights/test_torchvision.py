@@ -1,0 +1,96 @@
+"""torchvision R-CNN checkpoints: with the same weights objdet's eval outputs equal torchvision's."""
+
+import pytest
+import torch
+from torchvision.models import detection as tvd
+from torchvision.ops.misc import FrozenBatchNorm2d
+
+from objdet import cli
+from objdet.engine import checkpoint
+from objdet.errors import CheckpointError
+from objdet.weights.torchvision import from_torchvision
+
+SIZE = dict(min_size=224, max_size=320)
+# fewer proposals and detections than the defaults keep the R-50 heads cheap on a CPU
+TV_LIMITS = dict(rpn_pre_nms_top_n_test=300, rpn_post_nms_top_n_test=100, box_detections_per_img=30)
+OUR_LIMITS = dict(rpn_pre_nms_top_n=(2000, 300), rpn_post_nms_top_n=(2000, 100), detections_per_img=30)
+
+
+def _freeze_bn(module: torch.nn.Module) -> None:
+    """Swap BatchNorm2d for FrozenBatchNorm2d, as torchvision does for its pretrained v1 trunks."""
+    for name, child in module.named_children():
+        if isinstance(child, torch.nn.BatchNorm2d):
+            setattr(module, name, FrozenBatchNorm2d(child.num_features))
+        else:
+            _freeze_bn(child)
+
+
+def _torchvision_model(arch: str, **kw) -> torch.nn.Module:
+    torch.manual_seed(0)
+    model = getattr(tvd, arch)(weights=None, weights_backbone=None, **SIZE, **TV_LIMITS, **kw)
+    if not arch.endswith("_v2"):
+        _freeze_bn(model.backbone.body)
+    with torch.no_grad():  # non-trivial norm statistics so that a wrongly mapped buffer shows
+        for m in model.modules():
+            if isinstance(m, (torch.nn.BatchNorm2d, FrozenBatchNorm2d)):
+                m.running_mean.uniform_(-0.1, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+    return model.eval()
+
+
+def _images():
+    g = torch.Generator().manual_seed(3)
+    return [torch.rand(3, 200, 260, generator=g), torch.rand(3, 310, 240, generator=g)]
+
+
+CASES = [
+    ("fasterrcnn_resnet50_fpn", dict(num_classes=7)),
+    ("fasterrcnn_resnet50_fpn_v2", dict(num_classes=7)),
+    ("maskrcnn_resnet50_fpn", dict(num_classes=5)),
+    ("maskrcnn_resnet50_fpn_v2", dict(num_classes=5)),
+    ("keypointrcnn_resnet50_fpn", dict(num_classes=2, num_keypoints=6)),
+]
+
+
+@pytest.mark.parametrize("arch,kw", CASES, ids=[c[0] for c in CASES])
+def test_same_outputs_as_torchvision(arch, kw):
+    tv = _torchvision_model(arch, **kw)
+    ours = from_torchvision(arch, tv.state_dict(), **SIZE, **OUR_LIMITS).eval()
+    images = _images()
+    with torch.no_grad():
+        expected = tv(images)
+        got = ours(images)
+    for e, g in zip(expected, got):
+        assert set(g) == set(e)
+        assert len(g["boxes"]) == len(e["boxes"]) > 0
+        assert torch.equal(g["labels"], e["labels"])
+        for key in e:
+            torch.testing.assert_close(g[key].float(), e[key].float(), atol=1e-4, rtol=0, msg=f"{arch} {key}")
+
+
+def test_convert_command_writes_a_rebuildable_checkpoint(tmp_path):
+    tv = _torchvision_model("fasterrcnn_resnet50_fpn", num_classes=4)
+    src, out = tmp_path / "tv.pth", tmp_path / "objdet.pt"
+    torch.save(tv.state_dict(), src)
+    assert cli.main(["convert", "--from", "torchvision", "--arch", "fasterrcnn_resnet50_fpn", str(src), str(out)]) == 0
+    model, payload = checkpoint.load_model(out)
+    assert payload["arch"] == "faster_rcnn_r50_fpn" and payload["config"]["num_classes"] == 3
+    reference = from_torchvision("fasterrcnn_resnet50_fpn", tv.state_dict()).state_dict()
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, reference[key]), key
+
+
+def test_bad_checkpoints_raise_checkpoint_errors(tmp_path, capsys):
+    sd = _torchvision_model("fasterrcnn_resnet50_fpn", num_classes=3).state_dict()
+    with pytest.raises(CheckpointError, match="no converter"):
+        from_torchvision("fasterrcnn_mobilenet_v3_large_fpn", sd)
+    del sd["rpn.head.cls_logits.weight"]
+    with pytest.raises(CheckpointError, match="missing"):
+        from_torchvision("fasterrcnn_resnet50_fpn", sd)
+    with pytest.raises(CheckpointError, match="box_predictor"):
+        from_torchvision("maskrcnn_resnet50_fpn", {"x": torch.zeros(1)})
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"not a checkpoint")
+    assert cli.main(["convert", "--from", "torchvision", "--arch", "fasterrcnn_resnet50_fpn", str(junk),
+                     str(tmp_path / "o.pt")]) == 2
+    assert "junk.pth" in capsys.readouterr().err
