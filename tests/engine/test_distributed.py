@@ -1,4 +1,9 @@
-"""DDP on two CPU processes (gloo, started by torchrun) sees the same losses as one process."""
+"""DDP on two CPU processes (gloo, started by torchrun) sees the same losses as one process.
+
+The model is the toy detector: its losses are per-image means, so the mean over two processes of
+half a batch equals the loss of the whole batch exactly (a real detector normalises by the number
+of sampled anchors or RoIs in its batch, which differs between the two set-ups by design).
+"""
 
 import json
 import subprocess
@@ -7,7 +12,8 @@ from pathlib import Path
 
 import torch
 
-from engine_toys import ToyBoxes, ToyDetector
+from engine_toys import ToyDetector
+from objdet.data.shapes import ShapesDataset
 from objdet.engine import distributed, inference
 from objdet.engine.trainer import TrainConfig, Trainer
 
@@ -16,16 +22,18 @@ HERE = Path(__file__).parent
 WORKER = """
 import json, sys, torch
 sys.path.insert(0, {here!r})
-from engine_toys import ToyBoxes, ToyDetector
+from engine_toys import ToyDetector
+from objdet.data.shapes import ShapesDataset
 from objdet.engine import distributed, inference
 from objdet.engine.trainer import TrainConfig, Trainer
 
 losses = []
 torch.manual_seed(0)
 cfg = TrainConfig(epochs=2, batch_size=2, lr=0.05, warmup_iters=2, eval_every=0, progress=False, out={out!r})
-trainer = Trainer(ToyDetector(dropout=0.0), ToyBoxes(10), None, cfg, step_hook=lambda s, v: losses.append(v["loss"]))
+trainer = Trainer(ToyDetector(5, dropout=0.0), ShapesDataset("train", 10, 64), None, cfg,
+                  step_hook=lambda s, v: losses.append(v["loss"]))
 trainer.fit()
-records = inference.predict(trainer.model, ToyBoxes(7, flip=False), batch_size=2)
+records = inference.predict(trainer.model, ShapesDataset("val", 7, 64), batch_size=2)
 if distributed.is_main():
     json.dump({{"world": distributed.world_size(), "losses": losses, "records": records}}, open({result!r}, "w"))
 """
@@ -43,12 +51,13 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
     losses = []
     torch.manual_seed(0)
     cfg = TrainConfig(epochs=2, batch_size=4, lr=0.05, warmup_iters=2, eval_every=0, progress=False, out=str(tmp_path / "one"))
-    trainer = Trainer(ToyDetector(dropout=0.0), ToyBoxes(10), None, cfg, step_hook=lambda s, v: losses.append(v["loss"]))
+    trainer = Trainer(ToyDetector(5, dropout=0.0), ShapesDataset("train", 10, 64), None, cfg,
+                      step_hook=lambda s, v: losses.append(v["loss"]))
     trainer.fit()
     assert len(ddp["losses"]) == len(losses) == 6
     assert torch.allclose(torch.tensor(ddp["losses"]), torch.tensor(losses), atol=1e-5)
 
-    single = inference.predict(trainer.model, ToyBoxes(7, flip=False), batch_size=2)
+    single = inference.predict(trainer.model, ShapesDataset("val", 7, 64), batch_size=2)
     assert sorted(r["image_id"] for r in ddp["records"]) == list(range(1, 8))  # every image once, none twice
     by_id = {r["image_id"]: r for r in single}
     for r in ddp["records"]:
