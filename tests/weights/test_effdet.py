@@ -1,0 +1,110 @@
+"""from_effdet: objdet's EfficientDet with effdet's weights gives effdet's DetBenchPredict detections."""
+
+import pytest
+import torch
+from effdet import create_model
+
+from objdet import from_effdet
+from objdet.errors import CheckpointError, ConfigError
+from objdet.weights.effdet import convert_effdet_state_dict, effdet_config
+from objdet.detectors.efficientdet import efficientdet
+
+SIZE = 128
+MEAN = torch.tensor([0.485, 0.456, 0.406])[:, None, None]
+STD = torch.tensor([0.229, 0.224, 0.225])[:, None, None]
+
+
+def _randomise(model):
+    """Random BN statistics and affine terms and fusion weights, so every layer matters."""
+    g = torch.Generator().manual_seed(1)
+    for name, m in model.named_modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.copy_(torch.rand(m.num_features, generator=g) - 0.5)
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) * 1.5 + 0.5)
+            m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.bias.data.copy_((torch.rand(m.num_features, generator=g) - 0.5) * 0.6)
+    for name, p in model.named_parameters():
+        if name.endswith("edge_weights"):
+            p.data.copy_(torch.rand(p.shape, generator=g) * 2.5 - 0.5)
+
+
+def assert_same_detections(ours, boxes, scores, labels, atol=1e-4):
+    """Every objdet detection has an unused reference detection with the same label, score and box
+    (within atol); detections whose scores tie within atol may swap places (their order is arbitrary)."""
+    assert len(ours["boxes"]) == len(boxes)
+    used = torch.zeros(len(boxes), dtype=torch.bool)
+    unmatched = []
+    for b, s, lab in zip(ours["boxes"], ours["scores"], ours["labels"]):
+        ok = ~used & (labels == lab) & ((scores - s).abs() <= atol) & ((boxes - b).abs().amax(1) <= atol)
+        if ok.any():
+            used[torch.where(ok)[0][0]] = True
+        else:
+            unmatched.append((float(s), int(lab)))
+    # a near-tie (two candidates whose scores agree within float noise) may resolve either way in NMS
+    for s, lab in unmatched:
+        tie = ~used & (labels == lab) & ((scores - s).abs() <= 1e-5)
+        assert tie.any(), f"no reference detection for score {s} label {lab}"
+        used[torch.where(tie)[0][0]] = True
+    assert len(unmatched) <= max(1, len(boxes) // 20)
+
+
+@pytest.fixture(scope="module", params=["tf_efficientdet_d0", "efficientdet_d0"])
+def pair(request):
+    torch.manual_seed(0)
+    ref = create_model(request.param, bench_task="predict", pretrained=False, pretrained_backbone=False,
+                       image_size=(SIZE, SIZE))
+    _randomise(ref)
+    ref.eval()
+    ours = from_effdet(request.param, ref.model.state_dict(), image_size=SIZE).eval()
+    return ref, ours
+
+
+def test_detections_equal_detbenchpredict(pair):
+    ref, ours = pair
+    torch.manual_seed(2)
+    images = [torch.rand(3, SIZE, SIZE) for _ in range(2)]
+    x = torch.stack([(im - MEAN) / STD for im in images])
+    info = {"img_scale": torch.ones(2), "img_size": torch.tensor([[SIZE, SIZE]] * 2, dtype=torch.float32)}
+    with torch.no_grad():
+        expected = ref(x, img_info=info)
+        got = ours(images)
+    for det, exp in zip(got, expected):
+        valid = exp[:, 4] > 0
+        assert valid.sum() > 10
+        assert_same_detections(det, exp[valid, :4], exp[valid, 4], exp[valid, 5].long())
+
+
+def test_letterboxed_image_maps_back_to_input_pixels(pair):
+    # a 64 x 48 image is resized by 2 and padded to 128 x 128; effdet's img_scale undoes it
+    ref, ours = pair
+    torch.manual_seed(3)
+    image = torch.rand(3, 48, 64)
+    big = torch.nn.functional.interpolate(image[None], size=(96, 128), mode="bilinear", align_corners=False)[0]
+    x = torch.zeros(1, 3, SIZE, SIZE)
+    x[0, :, :96] = (big - MEAN) / STD
+    info = {"img_scale": torch.tensor([0.5]), "img_size": torch.tensor([[64.0, 48.0]])}
+    with torch.no_grad():
+        exp = ref(x, img_info=info)[0]
+        det = ours([image])[0]
+    valid = exp[:, 4] > 0
+    assert_same_detections(det, exp[valid, :4], exp[valid, 4], exp[valid, 5].long())
+    assert (det["boxes"][:, 2] <= 64).all() and (det["boxes"][:, 3] <= 48).all()
+
+
+@pytest.mark.parametrize("name", [f"tf_efficientdet_d{i}" for i in range(1, 8)] + ["efficientdet_d1"])
+def test_larger_variants_map_every_key(name):
+    # shapes only (meta tensors): the converted state dict has exactly objdet's keys and shapes
+    with torch.device("meta"):
+        ref = create_model(name, pretrained=False, pretrained_backbone=False)
+        ours = efficientdet(**effdet_config(name))
+    converted = convert_effdet_state_dict(ref.state_dict(), ours)
+    own = ours.state_dict()
+    assert set(converted) == set(own)
+    assert all(converted[k].shape == own[k].shape for k in own)
+
+
+def test_bad_inputs_raise_objdet_errors():
+    with pytest.raises(ConfigError, match="unsupported effdet model"):
+        from_effdet("efficientdet_d5", {})
+    with pytest.raises(CheckpointError):
+        from_effdet("tf_efficientdet_d0", {"something": torch.zeros(1)})
