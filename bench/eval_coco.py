@@ -4,7 +4,7 @@
     .venv/bin/python bench/eval_coco.py --kinds bbox --images 500
 
 Each evaluator runs in its own child process, from the json files to the 12 stats, so its time and
-peak memory (resident set growth over the process after imports) are its own. The script fails if
+peak memory (peak resident set minus the resident set after imports) are its own. The script fails if
 the three do not report the same 12 numbers.
 """
 
@@ -14,7 +14,6 @@ import argparse
 import contextlib
 import io
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -72,11 +71,13 @@ def make_workload(n_images: int, n_cats: int = 80, seed: int = 0, segm: bool = F
     return {"images": images, "annotations": anns, "categories": cats}, dts
 
 
-def _rss_kb() -> int:
+def _status_kb(field: str) -> int:
+    """A memory figure of this process from /proc (VmRSS: now; VmHWM: peak since exec, unlike
+    ru_maxrss, which Linux carries over from the parent)."""
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1])
-    return 0
+    raise SystemExit(f"no {field} in /proc/self/status: this benchmark measures memory on Linux only")
 
 
 def _run_one(tool: str, gt_path: str, dt_path: str, iou_type: str) -> dict:
@@ -88,7 +89,7 @@ def _run_one(tool: str, gt_path: str, dt_path: str, iou_type: str) -> dict:
         from pycocotools.cocoeval import COCOeval
     else:
         from faster_coco_eval import COCO, COCOeval_faster as COCOeval  # noqa: N813
-    base = _rss_kb()
+    base = _status_kb("VmRSS")
     start = time.perf_counter()
     with contextlib.redirect_stdout(io.StringIO()):
         if tool == "objdet":
@@ -101,21 +102,16 @@ def _run_one(tool: str, gt_path: str, dt_path: str, iou_type: str) -> dict:
             ev.summarize()
             stats = [float(v) for v in ev.stats]
     seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = _status_kb("VmHWM")
     return {"stats": stats, "seconds": seconds, "peak_mb": max(peak - base, 0) / 1024}
 
 
-def _child(tool: str, gt_path: str, dt_path: str, iou_type: str, repeats: int) -> dict:
-    runs = []
-    for _ in range(repeats):
-        out = subprocess.run(
-            [sys.executable, __file__, "--child", tool, gt_path, dt_path, iou_type],
-            capture_output=True, text=True, check=True,
-        )
-        runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    best = min(runs, key=lambda r: r["seconds"])
-    best["peak_mb"] = float(np.median([r["peak_mb"] for r in runs]))
-    return best
+def _child(tool: str, gt_path: str, dt_path: str, iou_type: str) -> dict:
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", tool, gt_path, dt_path, iou_type],
+        capture_output=True, text=True, check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def _compare(kind: str, n_images: int, repeats: int, workdir: Path) -> list[str]:
@@ -126,8 +122,15 @@ def _compare(kind: str, n_images: int, repeats: int, workdir: Path) -> list[str]
     crowd = sum(a["iscrowd"] for a in gt["annotations"])
     print(f"{kind}: {n_images} images, {len(gt['categories'])} classes, {len(gt['annotations'])} gt ({crowd} crowd), "
           f"{len(dt)} detections")
-    results = {tool: _child(tool, str(gt_path), str(dt_path), kind, repeats)
-               for tool in ("objdet", "pycocotools", "faster-coco-eval")}
+    tools = ("objdet", "pycocotools", "faster-coco-eval")
+    runs: dict[str, list[dict]] = {tool: [] for tool in tools}
+    for _ in range(repeats):  # round-robin, so a busy spell on the machine hits every tool alike
+        for tool in tools:
+            runs[tool].append(_child(tool, str(gt_path), str(dt_path), kind))
+    results = {}
+    for tool, tool_runs in runs.items():
+        results[tool] = min(tool_runs, key=lambda r: r["seconds"])
+        results[tool]["peak_mb"] = float(np.median([r["peak_mb"] for r in tool_runs]))
     ref = np.array(results["pycocotools"]["stats"])
     for tool, r in results.items():
         diff = np.abs(np.array(r["stats"]) - ref).max()
