@@ -175,6 +175,32 @@ def test_ground_truth_id_zero_reads_as_unmatched_like_pycocotools(seed):
     assert_same(gt, dt, "bbox")
 
 
+def test_ignore_key_has_no_effect_as_in_pycocotools():
+    gt, dt = random_case(15, 4, 2, 0.2, True)
+    for i, ann in enumerate(gt["annotations"]):
+        ann["ignore"] = i % 2  # pycocotools overwrites it with iscrowd
+    assert_same(gt, dt, "bbox")
+
+
+def test_string_image_ids():
+    gt, dt = random_case(16, 5, 2, 0.1, False)
+    for rec in gt["images"]:
+        rec["id"] = f"img{rec['id']:03d}"
+    for rec in gt["annotations"] + dt:
+        rec["image_id"] = f"img{rec['image_id']:03d}"
+    assert_same(gt, dt, "bbox")
+
+
+def test_missing_area_is_the_box_area():
+    gt, dt = random_case(17, 4, 2, 0.1, False)
+    filled = copy.deepcopy(gt)
+    for ann, full in zip(gt["annotations"], filled["annotations"]):
+        del ann["area"]
+        full["area"] = full["bbox"][2] * full["bbox"][3]
+    assert evaluate_coco(gt, dt) == evaluate_coco(filled, dt)
+    assert_same(filled, dt, "bbox")
+
+
 def test_paths_and_loaded_json_agree(tmp_path):
     gt, dt = random_case(2, 4, 2, 0.1, False)
     (tmp_path / "gt.json").write_text(json.dumps(gt))
