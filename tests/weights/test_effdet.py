@@ -4,6 +4,8 @@ import pytest
 import torch
 from effdet import create_model
 
+from detection_match import assert_same_detections
+
 from objdet import from_effdet
 from objdet.errors import CheckpointError, ConfigError
 from objdet.weights.effdet import convert_effdet_state_dict, effdet_config
@@ -26,26 +28,6 @@ def _randomise(model):
     for name, p in model.named_parameters():
         if name.endswith("edge_weights"):
             p.data.copy_(torch.rand(p.shape, generator=g) * 2.5 - 0.5)
-
-
-def assert_same_detections(ours, boxes, scores, labels, atol=1e-4):
-    """Every objdet detection has an unused reference detection with the same label, score and box
-    (within atol); detections whose scores tie within atol may swap places (their order is arbitrary)."""
-    assert len(ours["boxes"]) == len(boxes)
-    used = torch.zeros(len(boxes), dtype=torch.bool)
-    unmatched = []
-    for b, s, lab in zip(ours["boxes"], ours["scores"], ours["labels"]):
-        ok = ~used & (labels == lab) & ((scores - s).abs() <= atol) & ((boxes - b).abs().amax(1) <= atol)
-        if ok.any():
-            used[torch.where(ok)[0][0]] = True
-        else:
-            unmatched.append((float(s), int(lab)))
-    # a near-tie (two candidates whose scores agree within float noise) may resolve either way in NMS
-    for s, lab in unmatched:
-        tie = ~used & (labels == lab) & ((scores - s).abs() <= 1e-5)
-        assert tie.any(), f"no reference detection for score {s} label {lab}"
-        used[torch.where(tie)[0][0]] = True
-    assert len(unmatched) <= max(1, len(boxes) // 20)
 
 
 @pytest.fixture(scope="module", params=["tf_efficientdet_d0", "efficientdet_d0"])

@@ -1,0 +1,23 @@
+"""Comparing two detectors' outputs: equal within a tolerance, up to the order of near-tied scores."""
+
+import torch
+
+
+def assert_same_detections(ours, boxes, scores, labels, atol=1e-4):
+    """Every objdet detection has an unused reference detection with the same label, score and box
+    (within atol); detections whose scores tie within atol may swap places (their order is arbitrary)."""
+    assert len(ours["boxes"]) == len(boxes)
+    used = torch.zeros(len(boxes), dtype=torch.bool)
+    unmatched = []
+    for b, s, lab in zip(ours["boxes"], ours["scores"], ours["labels"]):
+        ok = ~used & (labels == lab) & ((scores - s).abs() <= atol) & ((boxes - b).abs().amax(1) <= atol)
+        if ok.any():
+            used[torch.where(ok)[0][0]] = True
+        else:
+            unmatched.append((float(s), int(lab)))
+    # a near-tie (two candidates whose scores agree within float noise) may resolve either way in NMS
+    for s, lab in unmatched:
+        tie = ~used & (labels == lab) & ((scores - s).abs() <= 1e-5)
+        assert tie.any(), f"no reference detection for score {s} label {lab}"
+        used[torch.where(tie)[0][0]] = True
+    assert len(unmatched) <= max(1, len(boxes) // 20)
