@@ -51,9 +51,10 @@ def random_case(seed: int, n_img: int, n_cat: int, crowd: float, grid: bool, kin
                    "area": float(b[2] * b[3] * rng.choice([0.5, 1.0, 40.0])), "iscrowd": int(rng.random() < crowd)}
             if kind == "segm":
                 ann["segmentation"] = [polygon(b)]
-                if ann["iscrowd"]:
-                    rle = mask_utils.frPyObjects([polygon(b)], H, W)[0]
-                    ann["segmentation"] = {"size": [H, W], "counts": rle_counts(mask_utils.decode(rle))}
+                if ann["iscrowd"]:  # crowd regions come as uncompressed RLE, here of the box's pixels
+                    m = np.zeros((H, W), dtype=np.uint8)
+                    m[int(b[1]):int(b[1] + b[3]) + 1, int(b[0]):int(b[0] + b[2]) + 1] = 1
+                    ann["segmentation"] = {"size": [H, W], "counts": rle_counts(m)}
             anns.append(ann)
             for _ in range(rng.integers(0, 4)):
                 same = rng.random() < 0.8
