@@ -189,7 +189,7 @@ def evaluate(gt: Any, dt: Any, iou_type: str = "bbox", params: CocoParams | None
             k = (truth.keypoints.shape[1] or found.keypoints.shape[1]) // 3
             params.kpt_sigmas = COCO_KEYPOINT_SIGMAS.copy() if k in (0, 17) else np.full(k, 1.0 / k)
         check_keypoint_count(truth, found, params.kpt_sigmas)
-    max_dets = sorted(params.max_dets)
+    params.max_dets = max_dets = sorted(params.max_dets)  # as pycocotools' evaluate()
     gt_order, kept, rank, kept_key = _pairs(truth, found, max_dets[-1])
     e_det, e_gt, e_iou = _overlaps(truth, found, gt_order, kept, kept_key, params)
 
