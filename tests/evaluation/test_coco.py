@@ -152,6 +152,13 @@ def test_single_image_and_empty_images():
     assert_same(gt, dt, "bbox")
 
 
+def test_no_ground_truth_objects_leaves_everything_undefined():
+    gt, dt = random_case(3, 3, 2, 0.0, False)
+    gt["annotations"] = []
+    assert_same(gt, dt, "bbox")
+    assert set(evaluate_coco(gt, dt).values()) == {-1.0}
+
+
 def test_empty_detection_list_scores_zero_where_there_is_ground_truth():
     gt, _ = random_case(3, 4, 3, 0.2, False)
     assert_same(gt, [], "bbox")
