@@ -33,6 +33,18 @@ def test_toy_detector_round_trip(tmp_path):
     _assert_same(model, path, torch.rand(3, 32, 32))
 
 
+def test_faster_rcnn_round_trip_with_a_varying_number_of_detections(tmp_path):
+    torch.manual_seed(0)
+    model = zoo.build("faster_rcnn_r18_fpn", num_classes=3, min_size=96, max_size=96, score_thresh=0.3).eval()
+    path = export_onnx(model, tmp_path / "frcnn.onnx", (96, 96))
+    counts = set()
+    for seed in (1, 2):  # neither is the image the graph was traced on
+        image = torch.rand(3, 96, 96, generator=torch.Generator().manual_seed(seed))
+        _assert_same(model, path, image)
+        counts.add(len(run_onnx(path, image)["boxes"]))
+    assert len(counts) == 2  # the detection count is not baked into the graph
+
+
 def test_export_command_checks_its_file(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(zoo._BUILDERS, "toy", lambda num_classes=3: ToyDetector(num_classes=num_classes))
     checkpoint.save(tmp_path / "toy.pt", {"model": ToyDetector().state_dict(), "arch": "toy", "config": {}})
