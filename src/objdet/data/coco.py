@@ -19,17 +19,18 @@ An annotation without a segmentation, in a file where others have one, gets its 
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Hashable, Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
 from pycocotools import mask as mask_utils
 
 from objdet.data.image import MAX_PIXELS, read_image, to_pil
-from objdet.data.validate import check_box, check_unique, inside_root
+from objdet.data.validate import check_box, check_unique, inside_root, polygon_problem
 from objdet.errors import AnnotationError, DataError, ImageError
 
 Target = dict[str, torch.Tensor]
@@ -64,26 +65,41 @@ def save_json(obj: Any, path: str | os.PathLike) -> Path:
 
 
 def _check_segmentation(segm: Any, height: int, width: int, *, path: object, record: object) -> None:
-    """Refuse segmentations pycocotools would crash on or misread."""
+    """Refuse segmentations pycocotools would crash on, hang on or misread."""
     if isinstance(segm, list):
-        ok = all(
-            isinstance(p, list) and len(p) >= 6 and len(p) % 2 == 0
-            and all(isinstance(v, (int, float)) for v in p)
-            for p in segm
-        )
-        if not ok:
+        problem = polygon_problem(segm, height, width)
+        if problem:
+            raise AnnotationError(problem, path=path, record=record)
+    elif isinstance(segm, dict):
+        counts = segm.get("counts")
+        if not isinstance(counts, (str, list)) or segm.get("size") != [height, width]:
             raise AnnotationError(
-                "polygon segmentation must be lists of >= 3 (x, y) number pairs",
+                f"RLE segmentation needs counts (a string or a list) and size == [{height}, {width}]",
                 path=path, record=record,
             )
-    elif isinstance(segm, dict):
-        if "counts" not in segm or list(segm.get("size", [])) != [height, width]:
+        if isinstance(counts, list) and not (
+            all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts)
+            and sum(counts) == height * width
+        ):
             raise AnnotationError(
-                f"RLE segmentation needs counts and size == [{height}, {width}]",
+                f"uncompressed RLE counts must be non-negative integers summing to {height * width}",
                 path=path, record=record,
             )
     else:
         raise AnnotationError("segmentation must be polygons or RLE", path=path, record=record)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _known(value: Any, ids: Mapping) -> bool:
+    """`value in ids` for json values, which may be unhashable lists or dicts."""
+    return isinstance(value, Hashable) and value in ids
 
 
 def decode_segmentation(segm: list | dict, height: int, width: int) -> np.ndarray:
@@ -143,10 +159,10 @@ class CocoDataset(torch.utils.data.Dataset):
             record = f"annotation {ann.get('id', n) if isinstance(ann, dict) else n}"
             if not isinstance(ann, dict):
                 raise AnnotationError("annotation is not an object", path=path, record=record)
-            if ann.get("image_id") not in index:
+            if not _known(ann.get("image_id"), index):
                 raise AnnotationError(f"unknown image_id {ann.get('image_id')!r}", path=path,
                                       record=record)
-            if ann.get("category_id") not in cat_to_label:
+            if not _known(ann.get("category_id"), cat_to_label):
                 raise AnnotationError(f"category_id {ann.get('category_id')!r} is not in the "
                                       "category list", path=path, record=record)
             if ann.get("iscrowd", 0) and not include_crowd:
@@ -164,21 +180,30 @@ class CocoDataset(torch.utils.data.Dataset):
 
     def _read_categories(self, cats: list) -> list[dict]:
         for n, c in enumerate(cats):
-            if not isinstance(c, dict) or not isinstance(c.get("id"), int) or "name" not in c:
+            if not isinstance(c, dict) or not _is_int(c.get("id")) or "name" not in c:
                 raise DataError("category needs an integer id and a name", path=self.ann_file,
                                 record=f"category {n}")
+            names = c.get("keypoints")
+            if names is not None and not (isinstance(names, list)
+                                          and all(isinstance(k, str) for k in names)):
+                raise DataError("category keypoints must be a list of names", path=self.ann_file,
+                                record=f"category {c['id']}")
         check_unique((c["id"] for c in cats), "category", path=self.ann_file)
         return sorted(cats, key=lambda c: c["id"])
 
     def _read_images(self, images: list) -> list[dict]:
         for n, img in enumerate(images):
             record = f"image {img.get('id', n) if isinstance(img, dict) else n}"
-            if not isinstance(img, dict) or not isinstance(img.get("id"), int):
+            if not isinstance(img, dict) or not _is_int(img.get("id")):
                 raise DataError("image needs an integer id", path=self.ann_file, record=record)
             for key in ("width", "height"):
-                if not isinstance(img.get(key), int) or img[key] <= 0:
+                if not _is_int(img.get(key)) or img[key] <= 0:
                     raise DataError(f"image needs a positive integer {key}", path=self.ann_file,
                                     record=record)
+            if img["width"] * img["height"] > self.max_pixels:
+                raise DataError(f"image size {img['width']}x{img['height']} is more than "
+                                f"{self.max_pixels} pixels (decompression-bomb guard; raise "
+                                "max_pixels)", path=self.ann_file, record=record)
             inside_root(self.image_dir, img.get("file_name"), path=self.ann_file, record=record)
         check_unique((img["id"] for img in images), "image", path=self.ann_file)
         return images
@@ -190,7 +215,7 @@ class CocoDataset(torch.utils.data.Dataset):
             raise AnnotationError(f"bbox {bbox!r} is not [x, y, w, h]", path=path, record=record)
         try:
             x, y, bw, bh = (float(v) for v in bbox)
-        except (TypeError, ValueError) as err:
+        except (TypeError, ValueError, OverflowError) as err:
             raise AnnotationError(f"bbox {bbox!r} is not numeric", path=path,
                                   record=record) from err
         box = check_box((x, y, x + bw, y + bh), w, h, path=path, record=record)
@@ -201,14 +226,21 @@ class CocoDataset(torch.utils.data.Dataset):
             _check_segmentation(segm, h, w, path=path, record=record)
         kps = ann.get("keypoints")
         if kps is not None and (not isinstance(kps, list) or len(kps) % 3
-                                or (self.keypoint_names and len(kps) != 3 * len(self.keypoint_names))):
-            raise AnnotationError(f"keypoints must be {3 * len(self.keypoint_names) or '3K'} numbers",
-                                  path=path, record=record)
+                                or (self.keypoint_names and len(kps) != 3 * len(self.keypoint_names))
+                                or not all(_is_finite(v) for v in kps)):
+            raise AnnotationError(f"keypoints must be {3 * len(self.keypoint_names) or '3K'} "
+                                  "finite numbers", path=path, record=record)
         if kps and not self.keypoint_names:
             self.keypoint_names = [f"kp{i}" for i in range(len(kps) // 3)]
         area = ann.get("area", (box[2] - box[0]) * (box[3] - box[1]))
-        return {"box": box, "iscrowd": int(bool(ann.get("iscrowd", 0))), "area": float(area),
-                "segmentation": segm or None, "keypoints": kps or None}
+        if not _is_finite(area) or area < 0:
+            raise AnnotationError(f"area {area!r} is not a finite non-negative number", path=path,
+                                  record=record)
+        if ann.get("iscrowd", 0) not in (0, 1):
+            raise AnnotationError(f"iscrowd {ann['iscrowd']!r} is not 0 or 1", path=path,
+                                  record=record)
+        return {"box": box, "iscrowd": int(ann.get("iscrowd", 0)), "area": float(area),
+                "segmentation": segm or None, "keypoints": kps or None, "record": record}
 
     def __len__(self) -> int:
         return len(self.images)
@@ -232,7 +264,11 @@ class CocoDataset(torch.utils.data.Dataset):
             masks = np.zeros((len(anns), h, w), dtype=np.uint8)
             for k, a in enumerate(anns):
                 if a["segmentation"] is not None:
-                    masks[k] = decode_segmentation(a["segmentation"], h, w)
+                    try:
+                        masks[k] = decode_segmentation(a["segmentation"], h, w)
+                    except ValueError as err:  # a compressed RLE string that does not parse
+                        raise AnnotationError(f"segmentation cannot be decoded: {err}",
+                                              path=self.ann_file, record=a["record"]) from err
                 else:
                     x1, y1, x2, y2 = a["box"]
                     masks[k, int(y1):int(np.ceil(y2)), int(x1):int(np.ceil(x2))] = 1

@@ -5,6 +5,9 @@ Box policy (every reader applies it, so a box means the same thing in COCO and V
 * no overlap with the image at all -> AnnotationError;
 * partly outside the image -> clipped to it (a DataWarning if it sticks out by more than 1 px);
 * zero width or height (after clipping) -> skipped with a DataWarning.
+
+Polygon policy: every coordinate finite and within the image grown by its own size on each side
+(x in [-W, 2W], y in [-H, 2H]); pycocotools' rasteriser hangs on NaN or astronomically far points.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ def check_box(
     """Validate an xyxy box against a width x height image; return it clipped, or None to skip it."""
     try:
         x1, y1, x2, y2 = (float(v) for v in box)
-    except (TypeError, ValueError) as err:
+    except (TypeError, ValueError, OverflowError) as err:
         raise AnnotationError(f"box {box!r} is not four numbers", path=path, record=record) from err
     if not all(math.isfinite(v) for v in (x1, y1, x2, y2)):
         raise AnnotationError(f"box {box!r} has non-finite values", path=path, record=record)
@@ -74,6 +77,24 @@ def check_unique(ids: Iterable[Hashable], what: str, *, path: object) -> None:
     """Raise AnnotationError naming the first id that appears twice."""
     seen: set[Hashable] = set()
     for i in ids:
+        if not isinstance(i, Hashable):
+            raise AnnotationError(f"{what} id {i!r} is not an integer or a string", path=path, record=i)
         if i in seen:
             raise AnnotationError(f"duplicated {what} id {i!r}", path=path, record=i)
         seen.add(i)
+
+
+def polygon_problem(polygons: object, height: int, width: int) -> str | None:
+    """What is wrong with a COCO polygon list for a height x width image, or None if it is usable."""
+    if not isinstance(polygons, list) or not polygons:
+        return "polygon segmentation must be a non-empty list of polygons"
+    for poly in polygons:
+        if not isinstance(poly, list) or len(poly) < 6 or len(poly) % 2:
+            return "a polygon must be a list of >= 3 (x, y) number pairs"
+        for k, v in enumerate(poly):
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                return f"polygon coordinate {v!r} is not a number"
+            size = width if k % 2 == 0 else height
+            if not (math.isfinite(v) and -size <= v <= 2 * size):
+                return f"polygon coordinate {v!r} is not finite or lies far outside the {width}x{height} image"
+    return None
