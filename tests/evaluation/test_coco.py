@@ -308,3 +308,14 @@ def test_unreadable_files_name_the_file(tmp_path):
         evaluate_coco([], dt)
     with pytest.raises(EvaluationError, match="iou_type"):
         evaluate_coco(gt, dt, "boxes")
+
+
+def test_malformed_masks_and_keypoints_name_the_record():
+    gt, dt = random_case(18, 2, 1, 0.0, True, kind="segm")
+    dt[0]["segmentation"] = {"size": [H, W], "counts": 123}
+    with pytest.raises(EvaluationError, match="detection 0: malformed 'segmentation'"):
+        evaluate_coco(gt, dt, "segm")
+    gt, dt = keypoint_case(3, 3, False)
+    dt[1]["keypoints"] = dt[1]["keypoints"][:-3]
+    with pytest.raises(EvaluationError, match="detection 1: 'keypoints' must be a list of 51 finite numbers"):
+        evaluate_coco(gt, dt, "keypoints")
