@@ -1,0 +1,1 @@
+"""Training engine: the loop (trainer), checkpoints, multi-process DDP helpers and data-set inference."""
