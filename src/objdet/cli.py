@@ -421,9 +421,50 @@ def _run_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- ablate (the seed's ablation tables) ------------------------------------------------------------
+def _add_ablate(sub: argparse._SubParsersAction) -> None:
+    from objdet.ablation.studies import STUDIES
+
+    p = sub.add_parser("ablate", help="rerun one of the seed's ablation tables (one training run per row)",
+                       description="Train every row of a seed ablation table with the same seed, data and "
+                                   "number of steps, score it on held-out data and print a Markdown table "
+                                   "beside the seed's numbers. Finished runs are saved under --out and reused.")
+    p.add_argument("study", choices=[*STUDIES, "all"], help="the table to reproduce")
+    p.add_argument("--data", default="shapes", help="training data SPEC (default: the built-in shapes)")
+    p.add_argument("--val-data", help="held-out data SPEC (default: the spec's `val` split)")
+    p.add_argument("--budget", type=float, default=60.0, help="minutes for the whole study (sets the steps per run)")
+    p.add_argument("--steps", type=int, help="training steps per run (overrides --budget)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds; each row runs once per seed")
+    p.add_argument("--out", default="runs/ablate", help="folder for the runs and the tables")
+    p.set_defaults(run=_run_ablate)
+
+
+def _run_ablate(args: argparse.Namespace) -> int:
+    from objdet.ablation.runner import run_study
+    from objdet.ablation.studies import STUDIES
+    from objdet.ablation.table import render_table
+
+    if args.steps is not None and args.steps < 1 or args.budget <= 0:
+        raise ConfigError("--steps and --budget must be positive")
+    names = list(STUDIES) if args.study == "all" else [args.study]
+    for name in names:
+        study = STUDIES[name]
+        budget = args.budget / len(names)
+        results = run_study(study, args.data, args.val_data, budget, args.seeds, args.steps, args.out)
+        steps = results[0].steps
+        command = (f"objdet ablate {name} --data {args.data} --steps {steps} --seeds {' '.join(map(str, args.seeds))}"
+                   + (f" --val-data {args.val_data}" if args.val_data else ""))
+        table = render_table(study, results, command)
+        path = Path(args.out) / f"{name}.md"
+        path.write_text(table + "\n", encoding="utf-8")
+        print(table)
+        print(f"\n(table written to {path})")
+    return 0
+
+
 # Sub-commands in the order `objdet --help` lists them.
 _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_demo, _add_train, _add_eval, _add_predict,
-                                                             _add_export, _add_convert]
+                                                             _add_export, _add_convert, _add_ablate]
 
 
 def build_parser() -> argparse.ArgumentParser:
