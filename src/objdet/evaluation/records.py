@@ -11,6 +11,7 @@ except a ground truth without 'area', which gets its mask's (segm) or box's area
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -18,6 +19,7 @@ from typing import Any, Sequence
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from objdet.data.validate import polygon_problem
 from objdet.errors import EvaluationError
 
 IOU_TYPES = ("bbox", "segm", "keypoints")
@@ -95,7 +97,7 @@ def _numbers(values: list, width: int | None, path: str | None, label: str, key:
         shape_ok = arr.ndim == 1 if width is None else (arr.ndim == 2 and arr.shape[1] == width)
         if not shape_ok and len(values) > 0:
             arr = None
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, OverflowError):
         arr = None
     if arr is not None:
         finite = np.isfinite(arr) if arr.ndim == 1 else np.isfinite(arr).all(axis=1)
@@ -106,7 +108,7 @@ def _numbers(values: list, width: int | None, path: str | None, label: str, key:
         for i, v in enumerate(values):
             try:
                 one = np.array(v, dtype=np.float64)
-            except (ValueError, TypeError):
+            except (ValueError, TypeError, OverflowError):
                 bad = i
                 break
             if one.shape != (() if width is None else (width,)) or not np.isfinite(one).all():
@@ -139,10 +141,16 @@ def _to_rle(segm: Any, hw: tuple[int, int]) -> dict:
     """A polygon list, uncompressed RLE or compressed RLE as one compressed RLE (pycocotools' annToRLE)."""
     h, w = hw
     if isinstance(segm, list):
+        problem = polygon_problem(segm, h, w)  # pycocotools hangs on NaN or far-away points
+        if problem:
+            raise ValueError(problem)
         return mask_utils.merge(mask_utils.frPyObjects(segm, h, w))
-    if isinstance(segm, dict) and isinstance(segm.get("counts"), list):
+    size = segm.get("size") if isinstance(segm, dict) else None
+    if not (isinstance(size, list) and len(size) == 2 and all(_is_size(v) for v in size)):
+        raise ValueError("an RLE needs 'size': [height, width]")
+    if isinstance(segm.get("counts"), list):
         return mask_utils.frPyObjects(segm, h, w)
-    if isinstance(segm, dict) and isinstance(segm.get("counts"), (str, bytes)) and "size" in segm:
+    if isinstance(segm.get("counts"), (str, bytes)):
         return segm
     raise ValueError("not a polygon list or an RLE")
 
@@ -174,11 +182,15 @@ def _keypoint_array(values: list, path: str | None, label: str) -> np.ndarray:
     return _numbers(values, width, path, label, "keypoints")
 
 
+def _is_size(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+
+
 def _image_sizes(images: list, img_ids: list) -> list:
     sizes: dict = {}
     for im in images:
         h, w = im.get("height"), im.get("width")
-        sizes[im["id"]] = (int(h), int(w)) if isinstance(h, (int, float)) and isinstance(w, (int, float)) else None
+        sizes[im["id"]] = (int(h), int(w)) if _is_size(h) and _is_size(w) else None
     return [sizes[i] for i in img_ids]
 
 
@@ -196,11 +208,15 @@ def load_ground_truth(source: Any, iou_type: str) -> GroundTruth:
     except TypeError:
         raise EvaluationError("image and category ids must be all numbers or all strings", path=path) from None
     names = {c["id"]: str(c.get("name", c["id"])) for c in cats}
-    sizes = _image_sizes(images, img_ids) if iou_type == "segm" else []
+    sizes = _image_sizes(images, img_ids)  # also for bbox: results given as masks are rasterised
 
     label = "annotation"
     ids = _column(anns, "id", path, label)
-    if len(set(ids)) != len(ids):
+    try:
+        unique = len(set(ids)) == len(ids)
+    except TypeError:
+        raise EvaluationError("annotation ids must be numbers or strings", path=path) from None
+    if not unique:
         seen: set = set()
         dup = next(i for i, v in enumerate(ids) if v in seen or seen.add(v))
         raise EvaluationError(f"annotation id {ids[dup]!r} is used twice", path=path, record=f"{label} {dup}")
@@ -216,7 +232,7 @@ def load_ground_truth(source: Any, iou_type: str) -> GroundTruth:
         segm = _rles(_column(anns, "segmentation", path, label), img, sizes, path, label)
     elif iou_type == "keypoints":
         keypoints = _keypoint_array(_column(anns, "keypoints", path, label), path, label)
-        labelled = np.array([a["num_keypoints"] if "num_keypoints" in a else -1 for a in anns], dtype=np.int64)
+        labelled = _numbers([a.get("num_keypoints", -1) for a in anns], None, path, label, "num_keypoints")
         counted = np.count_nonzero(keypoints[:, 2::3] > 0, axis=1)
         ignore |= np.where(labelled >= 0, labelled, counted) == 0
     # pycocotools needs 'area'; without it, take the mask's area (segm) or the box's
