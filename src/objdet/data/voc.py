@@ -18,6 +18,7 @@ file and record; boxes follow `objdet.data.validate`'s policy.
 from __future__ import annotations
 
 import csv
+import math
 import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -72,6 +73,13 @@ def _number(node: ET.Element, tag: str, path: Path, record: str) -> float:
     except ValueError as err:
         raise AnnotationError(f"<{tag}> {text!r} is not a number", path=path,
                               record=record) from err
+
+
+def _size(node: ET.Element, tag: str, path: Path, record: str) -> int:
+    value = _number(node, tag, path, record)
+    if not (math.isfinite(value) and value == int(value) and value > 0):
+        raise AnnotationError(f"<{tag}> {value!r} is not a positive integer", path=path, record=record)
+    return int(value)
 
 
 def _first_dir(root: Path, names: tuple[str, ...]) -> Path:
@@ -146,10 +154,14 @@ class VOCDataset(torch.utils.data.Dataset):
             "path": path,
             "id": image_id,
             "file_name": (tree.findtext("filename") or f"{image_id}.jpg").strip(),
-            "width": int(_number(size, "width", path, image_id)),
-            "height": int(_number(size, "height", path, image_id)),
+            "width": _size(size, "width", path, image_id),
+            "height": _size(size, "height", path, image_id),
             "objects": [],
         }
+        if record["width"] * record["height"] > self.max_pixels:
+            raise AnnotationError(f"image size {record['width']}x{record['height']} is more than "
+                                  f"{self.max_pixels} pixels (decompression-bomb guard; raise "
+                                  "max_pixels)", path=path, record=image_id)
         for n, obj in enumerate(tree.findall("object")):
             where = f"{image_id} object {n}"
             box = obj.find("bndbox")
