@@ -35,6 +35,14 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=_run_demo)
 
 
+def _data_overrides(arch: str, dataset: Any) -> dict[str, Any]:
+    """Config fields a data set fixes: the number of classes, and of keypoints for keypoint models."""
+    fields = {"num_classes": dataset.num_classes}
+    if arch.startswith("keypoint") and getattr(dataset, "keypoint_names", None):
+        fields["num_keypoints"] = len(dataset.keypoint_names)
+    return fields
+
+
 def _demo_overrides(name: str, size: int) -> dict[str, Any]:
     """Config for training from scratch at the demo's image size: GroupNorm trunks, every layer trainable."""
     if name.startswith("efficientdet"):
@@ -64,7 +72,7 @@ def _run_demo(args: argparse.Namespace) -> int:
     flip = HorizontalFlip(keypoint_names=ShapesDataset.keypoint_names)
     train = ShapesDataset("train", length=args.train_images, image_size=args.image_size, seed=args.seed, transforms=flip)
     val = ShapesDataset("val", length=args.val_images, image_size=args.image_size, seed=args.seed)
-    overrides = {"num_classes": train.num_classes, **_demo_overrides(args.model, args.image_size)}
+    overrides = {**_data_overrides(args.model, train), **_demo_overrides(args.model, args.image_size)}
     seed_everything(args.seed)
     model = build(args.model, **overrides)
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, optimizer="adamw", lr=args.lr,
@@ -262,7 +270,7 @@ def _run_train(args: argparse.Namespace) -> int:
     arch = saved.get("arch") or args.model
     if not arch:
         raise ConfigError("--model is required (the zoo name of the detector to train)")
-    overrides = dict(saved.get("config") or {"num_classes": train_set.num_classes, **_parse_overrides(args.set)})
+    overrides = dict(saved.get("config") or {**_data_overrides(arch, train_set), **_parse_overrides(args.set)})
     seed_everything(config.seed)
     trainer = Trainer(build(arch, **overrides), train_set, val_set, config, arch=arch, model_config=overrides,
                       extra={"categories": list(train_set.categories),
@@ -436,6 +444,7 @@ def _add_ablate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, help="training steps per run (overrides --budget)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds; each row runs once per seed")
     p.add_argument("--out", default="runs/ablate", help="folder for the runs and the tables")
+    p.add_argument("--threads", type=int, help="torch CPU threads (1 is fastest on a CPU shared with other jobs)")
     p.set_defaults(run=_run_ablate)
 
 
@@ -446,6 +455,10 @@ def _run_ablate(args: argparse.Namespace) -> int:
 
     if args.steps is not None and args.steps < 1 or args.budget <= 0:
         raise ConfigError("--steps and --budget must be positive")
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(max(1, args.threads))
     names = list(STUDIES) if args.study == "all" else [args.study]
     for name in names:
         study = STUDIES[name]
@@ -453,7 +466,8 @@ def _run_ablate(args: argparse.Namespace) -> int:
         results = run_study(study, args.data, args.val_data, budget, args.seeds, args.steps, args.out)
         steps = results[0].steps
         command = (f"objdet ablate {name} --data {args.data} --steps {steps} --seeds {' '.join(map(str, args.seeds))}"
-                   + (f" --val-data {args.val_data}" if args.val_data else ""))
+                   + (f" --val-data {args.val_data}" if args.val_data else "")
+                   + (f" --threads {args.threads}" if args.threads else ""))
         table = render_table(study, results, command)
         path = Path(args.out) / f"{name}.md"
         path.write_text(table + "\n", encoding="utf-8")
