@@ -51,6 +51,16 @@ def rename(state_dict: Mapping[str, Tensor], rules: list[Rule]) -> dict[str, Ten
     return out
 
 
+def rcnn_state_dict(state_dict: Mapping[str, Tensor], head_norm: bool = False) -> dict[str, Tensor]:
+    """A torchvision R-CNN state dict (ResNet-FPN) under objdet's names. The trunk keeps torchvision's
+    names (backbone.body.*); the FPN and the heads are renamed."""
+    from objdet.necks.fpn import fpn_state_dict_from_torchvision
+
+    sd = {k: v for k, v in state_dict.items() if not k.startswith("backbone.fpn.")}
+    sd.update({f"neck.{k}": v for k, v in fpn_state_dict_from_torchvision(state_dict, "backbone.fpn.").items()})
+    return rename(sd, _rcnn_rules(head_norm))
+
+
 def load_into(model: nn.Module, state_dict: Mapping[str, Tensor], arch: str) -> nn.Module:
     """Load a renamed state dict strictly; a missing, unexpected or mis-shaped key is a CheckpointError."""
     state_dict = {k: v for k, v in state_dict.items() if not k.endswith("num_batches_tracked") or k in model.state_dict()}
@@ -79,16 +89,12 @@ def _num_classes(state_dict: Mapping[str, Tensor], arch: str) -> int:
 def _rcnn_converter(zoo_name: str, v2: bool) -> Callable[..., nn.Module]:
     def convert(state_dict: Mapping[str, Tensor], **overrides: Any) -> nn.Module:
         from objdet import zoo
-        from objdet.necks.fpn import fpn_state_dict_from_torchvision
 
         overrides.setdefault("num_classes", _num_classes(state_dict, zoo_name))
         if "roi_heads.keypoint_predictor.kps_score_lowres.weight" in state_dict:
             overrides.setdefault("num_keypoints", int(state_dict["roi_heads.keypoint_predictor.kps_score_lowres.weight"].shape[1]))
         model = zoo.build(zoo_name, **overrides)
-        # the trunk keeps torchvision's names (backbone.body.*); the FPN and the heads are renamed
-        sd = {k: v for k, v in state_dict.items() if not k.startswith("backbone.fpn.")}
-        sd.update({f"neck.{k}": v for k, v in fpn_state_dict_from_torchvision(state_dict, "backbone.fpn.").items()})
-        return load_into(model, rename(sd, _rcnn_rules(head_norm=v2)), zoo_name)
+        return load_into(model, rcnn_state_dict(state_dict, head_norm=v2), zoo_name)
 
     return convert
 
