@@ -102,3 +102,33 @@ def test_user_errors_exit_with_a_message(toy_zoo, tmp_path, capsys):
     assert "nowhere:x" in capsys.readouterr().err
     assert cli.main(["eval", "--model", str(tmp_path / "x.pt")]) == 2
     assert "--data" in capsys.readouterr().err
+
+
+def test_demo_trains_scores_and_draws(tmp_path, capsys):
+    import contextlib
+    import io
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    from objdet.data.coco import dataset_to_coco
+
+    out = tmp_path / "demo"
+    assert cli.main(["demo", "--out", str(out), "--epochs", "1", "--train-images", "4", "--val-images", "3",
+                     "--image-size", "64", "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert f"run folder: {out}" in printed and "Average Precision" in printed
+    assert len(list((out / "samples").glob("*.png"))) == 8
+    assert len(list((out / "predictions").glob("*.png"))) == 3
+    assert (out / "plots" / "bbox" / "pr_all.png").exists()
+    assert checkpoint.load(out / "last.pt")["arch"] == "faster_rcnn_r18_fpn"
+    gt = COCO()
+    gt.dataset = dataset_to_coco(ShapesDataset("val", length=3, image_size=64))
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt.createIndex()
+        detections = load_json(out / "detections.json")
+        if detections:
+            ev = COCOeval(gt, gt.loadRes(detections), "bbox")
+            ev.evaluate(), ev.accumulate(), ev.summarize()
+    printed_ap = load_json(out / "metrics.json")["bbox"]["AP"]
+    assert printed_ap == pytest.approx(ev.stats[0] if detections else 0.0, abs=1e-9)
