@@ -41,7 +41,7 @@ def pair(request):
     return ref, ours
 
 
-def test_detections_equal_detbenchpredict(pair):
+def test_detections_equal_detbenchpredict(pair, one_thread):
     ref, ours = pair
     torch.manual_seed(2)
     images = [torch.rand(3, SIZE, SIZE) for _ in range(2)]
@@ -56,7 +56,7 @@ def test_detections_equal_detbenchpredict(pair):
         assert_same_detections(det, exp[valid, :4], exp[valid, 4], exp[valid, 5].long())
 
 
-def test_letterboxed_image_maps_back_to_input_pixels(pair):
+def test_letterboxed_image_maps_back_to_input_pixels(pair, one_thread):
     # a 64 x 48 image is resized by 2 and padded to 128 x 128; effdet's img_scale undoes it
     ref, ours = pair
     torch.manual_seed(3)

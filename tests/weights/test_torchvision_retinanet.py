@@ -32,7 +32,7 @@ def _reference(arch):
 
 
 @pytest.mark.parametrize("arch", sorted(BUILDERS))
-def test_detections_equal_torchvision(arch):
+def test_detections_equal_torchvision(arch, one_thread):
     ref = _reference(arch)
     ours = from_torchvision(arch, ref.state_dict(), min_size=128, max_size=192).eval()
     torch.manual_seed(2)
@@ -46,7 +46,7 @@ def test_detections_equal_torchvision(arch):
         assert (det["labels"] >= 1).all()
 
 
-def test_old_checkpoint_layout_loads():
+def test_old_checkpoint_layout_loads(one_thread):
     # torchvision < 0.13 wrote the subnet convs as conv.0, conv.2, ... (no Conv2dNormActivation)
     ref = _reference("retinanet_resnet50_fpn")
     old = {}
