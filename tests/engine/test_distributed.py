@@ -47,6 +47,8 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     ddp = json.loads((tmp_path / "ddp.json").read_text())
     assert ddp["world"] == 2
+    logged = [json.loads(line)["step"] for line in (tmp_path / "ddp" / "log.jsonl").read_text().splitlines()]
+    assert logged == [1, 2, 3, 4, 5, 6]  # rank 0 alone writes the log (and the checkpoints)
 
     losses = []
     torch.manual_seed(0)

@@ -84,6 +84,12 @@ def test_fit_writes_checkpoints_and_logs_and_lowers_the_loss(tmp_path):
     assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
 
 
+def test_progress_bar_shows_loss_and_learning_rate(tmp_path, capsys):
+    _trainer(tmp_path, epochs=1, progress=True).fit()
+    err = capsys.readouterr().err
+    assert "3/3" in err and "loss=" in err and "lr=" in err
+
+
 def test_sgd_with_clipping_bounds_the_first_update(tmp_path):
     trainer = _trainer(tmp_path, epochs=1, momentum=0.0, weight_decay=0.0, warmup_iters=0, lr=0.5, clip_grad_norm=1e-3)
     before = [p.detach().clone() for p in trainer.model.parameters()]
