@@ -444,6 +444,7 @@ def _add_ablate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, help="training steps per run (overrides --budget)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds; each row runs once per seed")
     p.add_argument("--out", default="runs/ablate", help="folder for the runs and the tables")
+    p.add_argument("--val-images", type=int, default=64, help="held-out shapes images each run is scored on")
     p.add_argument("--threads", type=int, help="torch CPU threads (1 is fastest on a CPU shared with other jobs)")
     p.set_defaults(run=_run_ablate)
 
@@ -463,10 +464,11 @@ def _run_ablate(args: argparse.Namespace) -> int:
     for name in names:
         study = STUDIES[name]
         budget = args.budget / len(names)
-        results = run_study(study, args.data, args.val_data, budget, args.seeds, args.steps, args.out)
+        results = run_study(study, args.data, args.val_data, budget, args.seeds, args.steps, args.out,
+                            args.val_images)
         steps = results[0].steps
         command = (f"objdet ablate {name} --data {args.data} --steps {steps} --seeds {' '.join(map(str, args.seeds))}"
-                   + (f" --val-data {args.val_data}" if args.val_data else "")
+                   + (f" --val-data {args.val_data}" if args.val_data else f" --val-images {args.val_images}")
                    + (f" --threads {args.threads}" if args.threads else ""))
         table = render_table(study, results, command)
         path = Path(args.out) / f"{name}.md"

@@ -47,6 +47,7 @@ class RunResult:
     parameters: int
     flops: int | None
     config: dict[str, Any]
+    data: str = ""  # the training and held-out data the run used
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -72,18 +73,20 @@ def _names_split(spec: str) -> bool:
     return (kind == "shapes" and bool(rest)) or (kind == "voc" and ":" in rest)
 
 
-def open_data(spec: str, val_spec: str | None, train_images: int, val_images: int = VAL_IMAGES) -> tuple[Dataset, Dataset]:
+def open_data(spec: str, val_spec: str | None, train_images: int,
+              val_images: int = VAL_IMAGES) -> tuple[Dataset, Dataset]:
     """(train, held-out) data sets: shapes generates `train_images` training items (other data sets are used
-    whole, cycled by `run_variant`) and the held-out split (`val_spec`, else the spec's `val` split; shapes keeps `val_images` of it)."""
+    whole, cycled by `run_variant`); held out is `val_spec`, else the spec's `val` split (`val_images` of
+    it for shapes)."""
     shapes = spec.partition(":")[0] == "shapes"
-    if shapes:
-        train = open_dataset(spec, None if _names_split(spec) else "train", length=train_images, **SHAPES_OPTIONS)
-    else:
-        train = open_dataset(spec, None if _names_split(spec) else "train")
     if val_spec is None:
         if spec.partition(":")[0] == "coco":
             raise ConfigError("a coco: training spec needs --val-data naming the held-out annotations")
         val_spec = "shapes:val" if shapes else spec.rsplit(":", 1)[0] if _names_split(spec) else spec
+    if shapes:
+        train = open_dataset(spec, None if _names_split(spec) else "train", length=train_images, **SHAPES_OPTIONS)
+    else:
+        train = open_dataset(spec, None if _names_split(spec) else "train")
     if val_spec.partition(":")[0] == "shapes":
         val = open_dataset(val_spec, None if _names_split(val_spec) else "val", length=val_images, **SHAPES_OPTIONS)
     else:
@@ -103,7 +106,7 @@ def _slug(text: str) -> str:
 
 
 def run_variant(study: Study, variant: Variant, seed: int, steps: int, train: Dataset, val: Dataset,
-                out: str | Path) -> RunResult:
+                out: str | Path, data: str = "") -> RunResult:
     """Train one row for `steps` steps from seed `seed`, then score it on `val` (box, and mask where predicted)."""
     out = Path(out)
     config = {**study.config(variant), "num_classes": train.num_classes}
@@ -118,7 +121,7 @@ def run_variant(study: Study, variant: Variant, seed: int, steps: int, train: Da
     stats = {f"{kind}/{k}": 100.0 * v for kind, values in raw.items() for k, v in values.items()}
     flops = count_flops(model, [val[0][0]]) if study.cost else None
     return RunResult(study.name, variant.name, seed, steps, train_cfg.batch_size, seconds, stats,
-                     count_parameters(model), flops, _plain(config))
+                     count_parameters(model), flops, _plain(config), data)
 
 
 def _plain(config: dict[str, Any]) -> dict[str, Any]:
@@ -157,17 +160,18 @@ def plan_steps(study: Study, budget_minutes: float, runs: int, train: Dataset, v
 
 def run_study(study: Study, data: str = "shapes", val_data: str | None = None, budget: float = 60.0,
               seeds: Sequence[int] = (0,), steps: int | None = None, out: str | Path = "runs/ablate",
-              log: Callable[[str], None] = print) -> list[RunResult]:
+              val_images: int = VAL_IMAGES, log: Callable[[str], None] = print) -> list[RunResult]:
     """Run every row of `study` for every seed (steps planned from `budget` minutes unless given) and return
     the results; runs already saved under `out` with the same settings are loaded instead of retrained."""
     out = Path(out) / study.name
     runs = len(study.variants) * len(seeds)
     batch_size = {**DEFAULT_TRAIN, **study.train}["batch_size"]
     if steps is None:
-        train, val = open_data(data, val_data, 8 * batch_size)
+        train, val = open_data(data, val_data, 8 * batch_size, val_images)
         steps = plan_steps(study, budget, runs, train, val)
         log(f"{study.name}: {budget:g} min for {runs} runs -> {steps} steps of {batch_size} images each")
-    train, val = open_data(data, val_data, steps * batch_size)
+    train, val = open_data(data, val_data, steps * batch_size, val_images)
+    data_key = f"train {data}, held out {val_data or 'val split'} ({len(val)} images)"
     results = []
     for variant in study.variants:
         for seed in seeds:
@@ -175,12 +179,12 @@ def run_study(study: Study, data: str = "shapes", val_data: str | None = None, b
             config = _plain({**study.config(variant), "num_classes": train.num_classes})
             if path.exists():
                 saved = json.loads(path.read_text())
-                if saved.get("steps") == steps and saved.get("config") == config:
+                if (saved.get("steps"), saved.get("config"), saved.get("data")) == (steps, config, data_key):
                     log(f"{study.name} / {variant.name} / seed {seed}: reusing {path}")
                     results.append(RunResult(**saved))
                     continue
             log(f"{study.name} / {variant.name} / seed {seed}: training {steps} steps")
-            result = run_variant(study, variant, seed, steps, train, val, path.with_suffix(""))
+            result = run_variant(study, variant, seed, steps, train, val, path.with_suffix(""), data_key)
             save_json(result.to_dict(), path)
             summary = ", ".join(f"{k} {result.stats[k]:.1f}" for k in study.metrics if k in result.stats)
             log(f"{study.name} / {variant.name} / seed {seed}: {summary} ({result.seconds / 60:.1f} min)")

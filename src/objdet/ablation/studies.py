@@ -104,7 +104,7 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
         "mask_rcnn_r18_fpn", MASK_RCNN_BASE,
         (
             Variant("ResNet-18-C4", {"fpn": False, "box_resolution": 14}, _row((30.3, 51.2, 31.5), MASK)),
-            Variant("ResNet-18-FPN", {"fpn": True}, _row((33.6, 55.2, 35.3), MASK)),
+            Variant("ResNet-18-FPN", {"fpn": True, "box_resolution": 7}, _row((33.6, 55.2, 35.3), MASK)),
         ),
         "ResNet-18-FPN", MASK + BOX, cost=True,
         note="the C4 rows use res5 as the RoI head on 14x14 RoIAlign features (the seed's C4 design)",
