@@ -138,7 +138,8 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
         "3 scales, 3 ratios", BOX,
     ),
     Study(
-        "norm", "Normalisation at small batch: BN vs FrozenBN vs GN", "Group Normalization, Table 4 (Mask R-CNN R-50-C4)",
+        "norm", "Normalisation at small batch: BN vs FrozenBN vs GN",
+        "Group Normalization, Table 4 (Mask R-CNN R-50-C4)",
         "mask_rcnn_r18_fpn", MASK_RCNN_BASE,
         (
             Variant("BN (2 images/batch)", {"backbone_norm": "BN"}),
@@ -150,7 +151,8 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
         note="trained from random weights, so frozen BN is the identity (the seed freezes ImageNet statistics)",
     ),
     Study(
-        "bifpn", "BiFPN: cross-scale connections and fusion", "EfficientDet, Table 5 (EfficientDet-D0 trunk and width here)",
+        "bifpn", "BiFPN: cross-scale connections and fusion",
+        "EfficientDet, Table 5 (EfficientDet-D0 trunk and width here)",
         "efficientdet_d0", EFFDET_BASE,
         (
             Variant("Repeated top-down FPN", {"graph": "fpn", "fusion": "sum"}, {"bbox/AP": 42.29}),
