@@ -90,3 +90,20 @@ def test_bad_inputs_raise_objdet_errors():
         from_effdet("efficientdet_d5", {})
     with pytest.raises(CheckpointError):
         from_effdet("tf_efficientdet_d0", {"something": torch.zeros(1)})
+
+
+def test_cli_convert_writes_a_loadable_checkpoint(tmp_path, one_thread):
+    from objdet.cli import main
+    from objdet.engine.checkpoint import load_model
+
+    torch.manual_seed(0)
+    ref = create_model("efficientdet_d0", pretrained=False, pretrained_backbone=False)
+    _randomise(ref)
+    torch.save(ref.state_dict(), tmp_path / "effdet.pth")
+    assert main(["convert", "--from", "effdet", "--arch", "efficientdet_d0",
+                 str(tmp_path / "effdet.pth"), str(tmp_path / "objdet.pt")]) == 0
+    model, _ = load_model(tmp_path / "objdet.pt")
+    expected = from_effdet("efficientdet_d0", ref.state_dict())
+    assert model.config == expected.config and not model.config.same_padding
+    own = model.state_dict()
+    assert all(torch.equal(own[k], v) for k, v in expected.state_dict().items())
