@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from objdet import cli
-from objdet.ablation import cost
+from objdet.ablation import cost, runner
 from objdet.ablation.runner import RunResult, open_data, run_study, run_variant
 from objdet.ablation.studies import STUDIES, Study, Variant, get_study
 from objdet.ablation.table import direction, render_table
@@ -201,6 +201,16 @@ def test_run_study_trains_saves_reuses_and_renders(tmp_path):
     header, _, *rows = _rows(table)
     assert [r[0] for r in rows] == ["CE", "FL (reference)"]
     assert "`objdet ablate tiny --steps 2`" in table and "2 images per step" in table
+
+
+def test_plan_steps_splits_the_budget(monkeypatch):
+    """With a clock that advances one second per reading, a training step and an evaluation batch each take
+    1 s: a 1-minute budget for 2 runs leaves 30 s per run, 1 s of it to score 2 held-out images (one batch)."""
+    readings = iter(range(10**6))
+    monkeypatch.setattr(runner.time, "perf_counter", lambda: float(next(readings)))
+    train, val = open_data("shapes", None, 2, val_images=2)
+    assert runner.plan_steps(TINY, 1.0, 2, train, val) == 29
+    assert runner.plan_steps(TINY, 3.0, 2, train, val) == 89
 
 
 def test_same_seed_same_run(tmp_path):
