@@ -110,7 +110,7 @@ class DetectionTransform(nn.Module):
         """``interpolate`` arguments (size or scale factor) for an ``h x w`` image in this mode."""
         if self.letterbox is not None:
             longest = max(h, w)
-            return {"size": [h * self.letterbox // longest, w * self.letterbox // longest]}
+            return {"size": [max(1, h * self.letterbox // longest), max(1, w * self.letterbox // longest)]}
         if self.fixed_size is not None:
             return {"size": [self.fixed_size[1], self.fixed_size[0]]}
         if self.training:  # torchvision's torch_choice: same RNG draw, same pick
@@ -119,6 +119,8 @@ class DetectionTransform(nn.Module):
         else:
             min_size = self.min_size[-1]
         scale = min(min_size / min(h, w), self.max_size / max(h, w))
+        if h * scale < 1 or w * scale < 1:  # a sliver (1 x 300 px) would shrink to 0 rows: keep one
+            return {"size": [max(1, math.floor(h * scale)), max(1, math.floor(w * scale))]}
         return {"scale_factor": scale, "recompute_scale_factor": True}
 
     def resize(self, image: Tensor, target: dict | None = None) -> tuple[Tensor, dict | None]:
