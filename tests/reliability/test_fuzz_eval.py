@@ -1,0 +1,74 @@
+"""Fuzzing evaluation inputs: corrupted ground truth or detections give an EvaluationError (or, through
+`objdet eval`, exit status 2 with a message), never another exception; accepted input gives stats in
+[0, 1] (or -1 where pycocotools reports "no ground truth")."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from objdet.cli import main
+from objdet.evaluation.coco import evaluate_coco
+from objdet.evaluation.voc import evaluate_voc
+from objdet.errors import EvaluationError
+
+from .conftest import valid_coco
+from .corrupt import CORRUPTIONS, TRUNCATION, corrupt, json_text
+
+FUZZ = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+SIGMAS = [0.5, 0.5]  # the two keypoints of `valid_coco`'s person
+
+
+def valid_results() -> list[dict]:
+    """Results of every kind for `valid_coco`: boxes, polygon and RLE masks, keypoints."""
+    return [
+        {"image_id": 1, "category_id": 3, "bbox": [2.5, 3.0, 9.0, 12.0], "score": 0.9,
+         "segmentation": [[2, 3, 11, 3, 11, 15, 2, 15]], "keypoints": [5, 5, 1, 6, 13, 1]},
+        {"image_id": 1, "category_id": 7, "bbox": [19.0, 5.0, 9.0, 6.0], "score": 0.4,
+         "segmentation": [[19, 5, 28, 5, 28, 11, 19, 11]], "keypoints": [20, 6, 1, 25, 9, 1]},
+        {"image_id": 2, "category_id": 7, "bbox": [3.0, 2.0, 5.0, 4.0], "score": 0.7,
+         "segmentation": [[3, 2, 8, 2, 8, 6, 3, 6]], "keypoints": [4, 3, 1, 7, 5, 1]},
+    ]
+
+
+def assert_stats(stats: dict) -> None:
+    for name, value in stats.items():
+        assert value == -1 or 0 <= value <= 1 + 1e-12, (name, value)
+
+
+@pytest.mark.parametrize("iou_type", ["bbox", "segm", "keypoints"])
+def test_uncorrupted_inputs_evaluate(iou_type):
+    assert_stats(evaluate_coco(valid_coco(), valid_results(), iou_type, kpt_sigmas=SIGMAS))
+
+
+@FUZZ
+@given(gt_cuts=st.one_of(st.just([]), CORRUPTIONS), dt_cuts=st.one_of(st.just([]), CORRUPTIONS),
+       iou_type=st.sampled_from(["bbox", "segm", "keypoints"]))
+def test_corrupted_evaluation_input_gives_evaluation_error(gt_cuts, dt_cuts, iou_type):
+    gt, dt = corrupt(valid_coco(), gt_cuts), corrupt(valid_results(), dt_cuts)
+    try:
+        assert_stats(evaluate_coco(gt, dt, iou_type, kpt_sigmas=SIGMAS))
+    except EvaluationError:
+        pass
+    try:
+        voc = evaluate_voc(gt, dt)
+        assert math.isnan(voc["mAP"]) or 0 <= voc["mAP"] <= 1 + 1e-12  # 11 x 1/11 rounds up
+    except EvaluationError:
+        pass
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(gt_cuts=st.one_of(st.just([]), CORRUPTIONS), dt_cuts=st.one_of(st.just([]), CORRUPTIONS),
+       truncate=TRUNCATION, which=st.sampled_from(["gt", "dt"]))
+def test_objdet_eval_exits_with_a_message_on_corrupted_files(tmp_path, capsys, gt_cuts, dt_cuts, truncate, which):
+    gt_file, dt_file = tmp_path / "gt.json", tmp_path / "dt.json"
+    gt_file.write_text(json_text(corrupt(valid_coco(), gt_cuts), truncate if which == "gt" else None))
+    dt_file.write_text(json_text(corrupt(valid_results(), dt_cuts), truncate if which == "dt" else None))
+    status = main(["eval", "--gt", str(gt_file), "--dt", str(dt_file)])
+    err = capsys.readouterr().err
+    assert status in (0, 2)
+    if status == 2:
+        assert err.startswith("objdet eval: error:") and len(err.splitlines()) == 1, err
