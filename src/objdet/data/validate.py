@@ -46,6 +46,9 @@ def check_box(
         raise AnnotationError(
             f"box {box!r} has negative width or height", path=path, record=record
         )
+    if x2 == x1 or y2 == y1:  # degenerate wherever it is (COCO has [0, 0, 0, 0] boxes): not fatal
+        warn(f"box {box!r} has zero width or height; skipped", path, record)
+        return None
     if x1 >= width or y1 >= height or x2 <= 0 or y2 <= 0:
         raise AnnotationError(
             f"box {box!r} lies outside the {width}x{height} image", path=path, record=record
