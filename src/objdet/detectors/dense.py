@@ -143,15 +143,44 @@ class DensePostprocess:
                     picked.append(idx[top] + start)
                 idx = torch.cat(picked)
             else:
-                idx = flat.topk(min(self.candidates, len(flat))).indices
+                idx = top_logits(logit, self.candidates)
                 idx = idx[torch.sigmoid(flat[idx]) > self.score_thresh]
-            scores = torch.sigmoid(flat[idx])
+            scores, order = torch.sigmoid(flat[idx]).sort(descending=True, stable=True)
+            idx = idx[order]
             anchor_idx, labels = idx // num_classes, idx % num_classes + self.label_offset
             boxes = clip_boxes(self.box_coder.decode(delta[anchor_idx], anchors[anchor_idx]), size)
-            keep = batched_nms(boxes, scores, labels, self.nms_thresh)[: self.detections_per_img]
+            keep = self._nms(boxes, scores, labels)
             keep = keep[labels[keep] > 0]  # a background channel (torchvision's layout) is never a detection
             results.append({"boxes": boxes[keep], "scores": scores[keep], "labels": labels[keep]})
         return results
+
+
+    def _nms(self, boxes: Tensor, scores: Tensor, labels: Tensor) -> Tensor:
+        """Per-class NMS of score-sorted candidates, keeping `detections_per_img`.
+
+        Greedy NMS keeps a box or not from higher-scored boxes alone, so NMS over the best m
+        candidates gives the same first detections as over all; m grows until the cap is filled.
+        """
+        cap, m = self.detections_per_img, 4 * self.detections_per_img
+        while True:
+            keep = batched_nms(boxes[:m], scores[:m], labels[:m], self.nms_thresh)
+            if len(keep) >= cap or m >= len(scores):
+                return keep[:cap]
+            m *= 4
+
+
+def top_logits(logits: Tensor, k: int) -> Tensor:
+    """Flat indices into `logits [N, K]` of its k largest entries, largest first.
+
+    The k-th largest entry is at least the k-th largest per-anchor maximum t, so only anchors whose
+    maximum reaches t can hold a winner: top-k runs on those rows instead of all N * K entries.
+    """
+    n, num_classes = logits.shape
+    k = min(k, n * num_classes)
+    best = logits.max(dim=1).values
+    rows = torch.where(best >= best.topk(k).values[-1])[0] if n > k else torch.arange(n, device=logits.device)
+    top = logits[rows].flatten().topk(k).indices
+    return rows[top // num_classes] * num_classes + top % num_classes
 
 
 def _starts(level_sizes: Sequence[int], num_classes: int) -> list[int]:
@@ -178,6 +207,16 @@ class DenseDetector(nn.Module):
         self.loss, self.postprocess = loss, postprocess
         self.num_classes = num_classes
         self.levels = [f"P{lv}" for lv in levels]
+        self._anchors: tuple[tuple, Tensor] | None = None
+        # channels-last convolutions run 1.4-1.8x faster on CPU (oneDNN), training and inference alike
+        self.to(memory_format=torch.channels_last)
+
+    def anchors(self, image_size: tuple[int, int], shapes: list[tuple[int, int]], device: torch.device) -> Tensor:
+        """Anchors of a padded batch, remembered for the last batch size seen (fixed in letterbox mode)."""
+        key = (image_size, tuple(shapes), device)
+        if self._anchors is None or self._anchors[0] != key:
+            self._anchors = (key, self.anchor_generator(image_size, shapes, device))
+        return self._anchors[1]
 
     def forward(self, images: list[Tensor], targets: list[dict[str, Tensor]] | None = None) -> Any:
         original_sizes = [tuple(img.shape[-2:]) for img in images]
@@ -186,13 +225,13 @@ class DenseDetector(nn.Module):
                 raise ConfigError("a detector in train mode needs targets; call model.eval() to predict")
             check_targets(targets, self.num_classes)
         batch, targets = self.transform(images, targets)
-        features = self.neck(self.backbone(batch.tensors))
+        features = self.neck(self.backbone(batch.tensors.contiguous(memory_format=torch.channels_last)))
         levels = [features[name] for name in self.levels]
         class_maps, box_maps = self.class_head(levels), self.box_head(levels)
         num_outputs = class_maps[0].shape[1] // (box_maps[0].shape[1] // 4)
         logits, deltas = flatten_levels(class_maps, num_outputs), flatten_levels(box_maps, 4)
         shapes = [tuple(f.shape[-2:]) for f in levels]
-        anchors = self.anchor_generator(tuple(batch.tensors.shape[-2:]), shapes, logits.device)
+        anchors = self.anchors(tuple(batch.tensors.shape[-2:]), shapes, logits.device)
         if self.training:
             return self.loss(logits, deltas, anchors, targets)
         per_level = [h * w * (m.shape[1] // 4) for (h, w), m in zip(shapes, box_maps)]
