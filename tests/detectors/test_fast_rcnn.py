@@ -49,3 +49,5 @@ def test_needs_proposals():
     model = build("fast_rcnn_r18_fpn", num_classes=2, min_size=64, max_size=64).eval()
     with pytest.raises(ConfigError, match="proposals"):
         model([torch.rand(3, 64, 64)])
+    with pytest.raises(ConfigError, match="proposals of image 0"):
+        model([torch.rand(3, 64, 64)], proposals=[torch.zeros(5, 5)])

@@ -105,6 +105,9 @@ class TwoStageDetector(nn.Module):
             check_targets(targets, self.num_classes, self._needs())
         if self.rpn is None and (proposals is None or len(proposals) != len(images)):
             raise ConfigError("this detector has no RPN: pass `proposals`, one [N, 4] tensor per image")
+        for i, p in enumerate(proposals if self.rpn is None else []):
+            if p.ndim != 2 or p.shape[-1] != 4:
+                raise ConfigError(f"proposals of image {i} have shape {tuple(p.shape)}, expected [N, 4] xyxy")
         original_sizes = [(int(im.shape[-2]), int(im.shape[-1])) for im in images]
         batch, targets = self.transform(list(images), [dict(t) for t in targets] if self.training else None)
         feats = self.features(batch.tensors)
