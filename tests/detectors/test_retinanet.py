@@ -92,3 +92,23 @@ def test_tiny_retinanet_overfits_one_shapes_image(one_thread):
     for box, label in zip(target["boxes"], target["labels"]):
         same = out["labels"][top] == label
         assert box_iou(box[None], out["boxes"][top][same]).max() > 0.5
+
+
+def test_fuse_for_inference_keeps_detections(one_thread):
+    torch.manual_seed(0)
+    model = objdet.build("retinanet_r18_fpn", num_classes=3, min_size=96, max_size=96, score_thresh=0.2).eval()
+    torch.nn.init.normal_(model.class_head.predict.bias, std=1.0)  # some scores above the threshold
+    g = torch.Generator().manual_seed(1)
+    for m in model.backbone.modules():
+        if hasattr(m, "running_var") and m.running_var is not None:
+            m.running_mean.copy_((torch.rand(m.running_mean.shape, generator=g) - 0.5) * 0.2)
+            m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
+    images = [torch.rand(3, 96, 96)]
+    with torch.no_grad():
+        expected = model(images)[0]
+        got = model.fuse_for_inference()(images)[0]
+    assert not any(type(m).__name__ == "FrozenBatchNorm2d" for m in model.modules())
+    assert len(expected["boxes"]) > 0
+    torch.testing.assert_close(got["scores"], expected["scores"], atol=1e-4, rtol=0)
+    torch.testing.assert_close(got["boxes"], expected["boxes"], atol=1e-3, rtol=1e-4)
+    assert torch.equal(got["labels"], expected["labels"])
