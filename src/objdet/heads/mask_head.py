@@ -79,9 +79,9 @@ def mask_probs(logits: Tensor, labels: Tensor, softmax: bool = False) -> Tensor:
     return probs[torch.arange(len(labels), device=labels.device), labels][:, None]
 
 
-def _axis_weights(start: Tensor, end: Tensor, in_size: int, out_size: int):
-    """Bilinear (align_corners=False) source indices and weights that stretch `in_size` samples over the
-    integer pixels start..end (inclusive) of an axis of length `out_size`; `valid` marks pixels inside."""
+def _axis_weights(start: Tensor, end: Tensor, in_size: int, out_size: int) -> Tensor:
+    """[N, out_size, in_size] bilinear (align_corners=False) weights that stretch `in_size` samples over the
+    integer pixels start..end (inclusive) of an axis of length `out_size`; rows outside are zero."""
     u = torch.arange(out_size, device=start.device, dtype=torch.float32)[None] - start[:, None].float()
     length = (end - start + 1).clamp(min=1).float()[:, None]
     src = ((u + 0.5) * (in_size / length) - 0.5).clamp(min=0)
@@ -89,32 +89,28 @@ def _axis_weights(start: Tensor, end: Tensor, in_size: int, out_size: int):
     lam = src - i0
     i0 = i0.long()
     i1 = (i0 + 1).clamp(max=in_size - 1)
-    valid = (u >= 0) & (u <= (end - start)[:, None].float())
-    return i0, i1, lam, valid
+    valid = ((u >= 0) & (u <= (end - start)[:, None].float())).float()
+    weights = torch.zeros(len(start), out_size, in_size, device=start.device)
+    weights.scatter_add_(2, i0[..., None], ((1 - lam) * valid)[..., None])
+    weights.scatter_add_(2, i1[..., None], (lam * valid)[..., None])
+    return weights
 
 
 def paste_masks(masks: Tensor, boxes: Tensor, image_size: tuple[int, int], padding: int = 1) -> Tensor:
     """Paste [N, 1, M, M] RoI masks into [N, 1, H, W] image masks: pad by `padding`, enlarge the box to
-    match, round it to integer pixels and resize bilinearly into it (torchvision's rule), all boxes at once."""
+    match, round it to integer pixels and resize bilinearly into it (torchvision's rule). Bilinear
+    resizing is separable, so each image mask is one product Wy @ mask @ Wx^T for all boxes at once."""
     n, h, w = len(masks), *image_size
     if n == 0:
         return masks.new_zeros((0, 1, h, w))
-    m = F.pad(masks[:, 0], (padding,) * 4)
+    m = F.pad(masks[:, 0].float(), (padding,) * 4)
     scale = m.shape[-1] / masks.shape[-1]
     centre = (boxes[:, :2] + boxes[:, 2:]) * 0.5
     half = (boxes[:, 2:] - boxes[:, :2]) * 0.5 * scale
     b = torch.cat([centre - half, centre + half], 1).long()
-    x0, x1, lx, vx = _axis_weights(b[:, 0], b[:, 2], m.shape[-1], w)
-    y0, y1, ly, vy = _axis_weights(b[:, 1], b[:, 3], m.shape[-2], h)
-    rows = torch.arange(m.shape[1], device=m.device)
-    # interpolate along x: [N, P, W]
-    ar = torch.arange(n, device=m.device)[:, None, None]
-    tx = m[ar, rows[None, :, None], x0[:, None, :]] * (1 - lx[:, None]) + m[ar, rows[None, :, None], x1[:, None, :]] * lx[:, None]
-    # then along y: [N, H, W]
-    ar = torch.arange(n, device=m.device)[:, None]
-    out = tx[ar, y0] * (1 - ly[..., None]) + tx[ar, y1] * ly[..., None]
-    out = out * (vy[:, :, None] & vx[:, None, :])
-    return out[:, None].to(masks.dtype)
+    wx = _axis_weights(b[:, 0], b[:, 2], m.shape[-1], w)
+    wy = _axis_weights(b[:, 1], b[:, 3], m.shape[-2], h)
+    return torch.bmm(wy, torch.bmm(m, wx.transpose(1, 2)))[:, None].to(masks.dtype)
 
 
 class MaskStage(nn.Module):
