@@ -73,6 +73,10 @@ def test_bad_targets_name_the_image():
     with pytest.raises(AnnotationError, match="labels must lie in 1..3"):
         model(images, bad)
     bad = _targets()
+    bad[0]["masks"] = bad[0]["masks"][:1]
+    with pytest.raises(AnnotationError, match="masks of shape"):
+        model(images, bad)
+    bad = _targets()
     del bad[0]["masks"]
     with pytest.raises(AnnotationError, match="masks"):
         model(images, bad)

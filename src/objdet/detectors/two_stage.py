@@ -36,6 +36,9 @@ def check_targets(targets: Sequence[dict[str, Tensor]], num_classes: int, needs:
             raise AnnotationError(f"box {boxes[bad][0].tolist()} has no positive width and height", record=record)
         if len(labels) and (labels.min() < 1 or labels.max() > num_classes):
             raise AnnotationError(f"labels must lie in 1..{num_classes}, got {labels.tolist()}", record=record)
+        for key, dims in (("masks", 3), ("keypoints", 3)):
+            if key in needs and (t[key].ndim != dims or len(t[key]) != len(boxes)):
+                raise AnnotationError(f"{key} of shape {tuple(t[key].shape)} for {len(boxes)} boxes", record=record)
 
 
 class TwoStageDetector(nn.Module):
