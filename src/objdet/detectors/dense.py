@@ -136,12 +136,12 @@ class DensePostprocess:
         for logit, delta, size in zip(logits, deltas, image_sizes):
             flat = logit.flatten()
             if self.per_level:
-                picked = []
-                for start, level in zip(_starts(level_sizes, num_classes), flat.split([n * num_classes for n in level_sizes])):
-                    scores = torch.sigmoid(level)
+                picked, start = [], 0
+                for n in level_sizes:
+                    scores = torch.sigmoid(flat[start:start + n * num_classes])
                     idx = torch.where(scores > self.score_thresh)[0]
-                    top = scores[idx].topk(min(self.candidates, len(idx))).indices
-                    picked.append(idx[top] + start)
+                    picked.append(idx[scores[idx].topk(min(self.candidates, len(idx))).indices] + start)
+                    start += n * num_classes
                 idx = torch.cat(picked)
             else:
                 idx = top_logits(logit, self.candidates)
@@ -182,15 +182,6 @@ def top_logits(logits: Tensor, k: int) -> Tensor:
     rows = torch.where(best >= best.topk(k).values[-1])[0] if n > k else torch.arange(n, device=logits.device)
     top = logits[rows].flatten().topk(k).indices
     return rows[top // num_classes] * num_classes + top % num_classes
-
-
-def _starts(level_sizes: Sequence[int], num_classes: int) -> list[int]:
-    """Offset of each level's first (anchor, class) entry in the flattened logits."""
-    starts, total = [], 0
-    for n in level_sizes:
-        starts.append(total)
-        total += n * num_classes
-    return starts
 
 
 class DenseDetector(nn.Module):
