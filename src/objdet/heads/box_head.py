@@ -143,15 +143,20 @@ class RoIBoxStage(nn.Module):
             [b[k] for b, k in zip(boxes, keep)], [lb[k] for lb, k in zip(labels, keep)], [m[k] for m, k in zip(matched, keep)]
         )
 
-    def predict(self, features: Sequence[Tensor], boxes: Sequence[Tensor], image_sizes: Sequence[tuple[int, int]]):
+    def predict(
+        self, features: Sequence[Tensor], boxes: Sequence[Tensor], image_sizes: Sequence[tuple[int, int]]
+    ) -> tuple[Tensor, Tensor]:
         """Class logits [R, K+1] and box deltas [R, 4(K+1)] for the RoIs `boxes` (one tensor per image)."""
         return self.predictor(self.head(self.pooler(features, boxes, image_sizes)))
 
-    def loss(self, samples: RoISamples, logits: Tensor, deltas: Tensor, targets: Sequence[dict[str, Tensor]]):
+    def loss(
+        self, samples: RoISamples, logits: Tensor, deltas: Tensor, targets: Sequence[dict[str, Tensor]]
+    ) -> dict[str, Tensor]:
         """L_cls + lambda * [c >= 1] * smooth L1 on the true class's deltas, both averaged over the sampled RoIs."""
         labels = torch.cat(samples.labels)
         cls_loss = F.cross_entropy(logits, labels)
         pos = torch.where(labels > 0)[0]
+        # an image without objects has only background RoIs: its RoIs stand in for the (unused) gt boxes
         gt = torch.cat([t["boxes"][m] if len(t["boxes"]) else b for t, m, b in
                         zip(targets, samples.matched, samples.boxes)])
         reg_targets = self.box_coder.encode(gt[pos].to(deltas.dtype), torch.cat(samples.boxes)[pos])
