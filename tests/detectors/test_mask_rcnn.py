@@ -80,3 +80,15 @@ def test_bad_targets_name_the_image():
     del bad[0]["masks"]
     with pytest.raises(AnnotationError, match="masks"):
         model(images, bad)
+
+
+def test_an_image_without_objects_trains():
+    torch.manual_seed(0)
+    model = build("mask_rcnn_r18_fpn", num_classes=3, **SMALL).train()
+    empty = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.long),
+             "masks": torch.zeros(0, 120, 150, dtype=torch.uint8)}
+    losses = model([torch.rand(3, 120, 150), torch.rand(3, 120, 150)], [empty, _targets()[0]])
+    assert all(torch.isfinite(v) for v in losses.values())
+    alone = model([torch.rand(3, 120, 150)], [empty])
+    assert alone["loss_rpn_box_reg"] == 0 and alone["loss_box_reg"] == 0 and alone["loss_mask"] == 0
+    sum(alone.values()).backward()
