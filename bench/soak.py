@@ -3,10 +3,11 @@
     .venv/bin/python bench/soak.py                  # 10,000 images (several minutes on a laptop CPU)
     .venv/bin/python bench/soak.py --images 300     # the shortened run reported in BENCHMARKS.md
 
-Checks, and exits 1 if either fails: memory stays flat (the slope of the resident set size over the
-run after warm-up, in MB per 1000 images, is below --max-slope) and nothing is dropped (every image
-id appears in the COCO results: the detector runs with score threshold 0, so each image has
-detections). The model is a zoo detector with random weights at a small input size: the soak tests
+Checks, and exits 1 if either fails: memory stays flat and nothing is dropped (every image id
+appears in the COCO results: the detector runs with score threshold 0, so each image has
+detections). "Flat" is judged on the slope of the resident set size over the run after warm-up, in
+MB per 1000 images, less the memory the returned results themselves hold (they grow by design; their
+size is measured, not assumed): that leak rate must stay below --max-slope. The model is a zoo detector with random weights at a small input size: the soak tests
 the pipeline's reliability, not accuracy (the AP it prints is that of random weights).
 """
 
@@ -84,6 +85,16 @@ class SoakImages(Dataset):
         return image, target
 
 
+def deep_size(obj: object) -> int:
+    """Bytes held by a tree of dicts, lists and scalars (the COCO results), as sys.getsizeof counts them."""
+    size = sys.getsizeof(obj)
+    if isinstance(obj, dict):
+        size += sum(deep_size(v) for v in obj.values())  # keys are shared interned strings
+    elif isinstance(obj, list):
+        size += sum(deep_size(v) for v in obj)
+    return size
+
+
 def slope_mb_per_1000(samples: list[tuple[int, float]], warmup: float) -> float:
     """Least-squares slope of RSS against images read, after the first `warmup` fraction."""
     kept = samples[int(len(samples) * warmup):]
@@ -117,23 +128,28 @@ def main(argv: list[str] | None = None) -> int:
     seen = {r["image_id"] for r in records}
     missing = sorted(set(range(1, args.images + 1)) - seen)
     stats = evaluate_coco(dataset_to_coco(data), records) if records else {}
+    slope = slope_mb_per_1000(data.samples, warmup=0.2)
+    held = deep_size(records) / 2**20 * 1000 / args.images  # MB per 1000 images kept on purpose
     result = {
         "images": args.images, "model": args.model, "seconds": round(seconds, 1),
         "ms_per_image": round(1000 * seconds / args.images, 1), "detections": len(records),
         "missing_images": len(missing), "rss_start_mb": round(start_rss, 1),
         "rss_end_mb": round(data.samples[-1][1] if data.samples else rss_mb(), 1),
-        "rss_slope_mb_per_1000_images": round(slope_mb_per_1000(data.samples, warmup=0.2), 2),
+        "rss_slope_mb_per_1000_images": round(slope, 2),
+        "results_mb_per_1000_images": round(held, 2),
+        "leak_mb_per_1000_images": round(slope - held, 2),
         "AP_random_weights": round(stats.get("AP", float("nan")), 4),
     }
     print(json.dumps(result, indent=1))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f)
-    ok = not missing and not result["rss_slope_mb_per_1000_images"] > args.max_slope
+    ok = not missing and not result["leak_mb_per_1000_images"] > args.max_slope
     if missing:
         print(f"dropped images: {missing[:20]}{' ...' if len(missing) > 20 else ''}", file=sys.stderr)
     if not ok and not missing:
-        print(f"memory grows {result['rss_slope_mb_per_1000_images']} MB per 1000 images", file=sys.stderr)
+        print(f"memory grows {result['leak_mb_per_1000_images']} MB per 1000 images beyond the results",
+              file=sys.stderr)
     return 0 if ok else 1
 
 
