@@ -160,7 +160,7 @@ def test_cost_columns_give_ratios_to_the_first_row():
                          {}) for i, v in enumerate(study.variants)]
     header, _, *rows = _rows(render_table(study, results))
     assert [r[header.index("params ratio")] for r in rows] == [f"{i + 1:.2f}x" for i in range(len(rows))]
-    assert [r[header.index("GMACs")] for r in rows] == [f"{2 * (i + 1):.2f}" for i in range(len(rows))]
+    assert [r[header.index("GMACs")] for r in rows] == [f"{2 * (i + 1):.3f}" for i in range(len(rows))]
 
 
 def test_direction():

@@ -74,7 +74,7 @@ def render_table(study: Study, results: Sequence[RunResult], command: str | None
         if study.cost:
             run = runs[0] if runs else None
             row += [f"{run.parameters / 1e6:.2f}" if run else "—",
-                    f"{run.flops / 1e9:.2f}" if run and run.flops is not None else "—"]
+                    f"{run.flops / 1e9:.3f}" if run and run.flops is not None else "—"]
             has_flops = run and base_cost and run.flops and base_cost.flops
             row += [f"{run.parameters / base_cost.parameters:.2f}x" if run and base_cost else "—",
                     f"{run.flops / base_cost.flops:.2f}x" if has_flops else "—"]
