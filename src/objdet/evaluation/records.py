@@ -148,11 +148,43 @@ def _to_rle(segm: Any, hw: tuple[int, int]) -> dict:
     size = segm.get("size") if isinstance(segm, dict) else None
     if not (isinstance(size, list) and len(size) == 2 and all(_is_size(v) for v in size)):
         raise ValueError("an RLE needs 'size': [height, width]")
-    if isinstance(segm.get("counts"), list):
+    counts = segm.get("counts")
+    if isinstance(counts, list):
+        _check_counts(np.asarray(counts), size)
         return mask_utils.frPyObjects(segm, h, w)
-    if isinstance(segm.get("counts"), (str, bytes)):
+    if isinstance(counts, (str, bytes)):
+        _check_counts(_decode_counts(counts), size)
         return segm
     raise ValueError("not a polygon list or an RLE")
+
+
+def _check_counts(counts: np.ndarray, size: list) -> None:
+    """Run lengths must be non-negative integers covering the mask exactly: pycocotools' IoU spins
+    forever on an RLE whose runs do not add up to height * width."""
+    area = int(size[0]) * int(size[1])
+    if counts.dtype.kind not in "iu" or (counts < 0).any() or (counts > area).any() or int(counts.sum()) != area:
+        raise ValueError(f"RLE counts must be non-negative integers adding up to {area}")
+
+
+def _decode_counts(text: str | bytes) -> np.ndarray:
+    """Run lengths of a compressed RLE string (pycocotools' rleFrString: 5-bit groups, 0x20 = more,
+    0x10 = sign, runs from the third on stored as differences to the run two before)."""
+    raw = text.encode("latin-1", "replace") if isinstance(text, str) else bytes(text)
+    c = np.frombuffer(raw, dtype=np.uint8).astype(np.int64) - 48
+    if c.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    ends = np.flatnonzero((c & 0x20) == 0)
+    if (c < 0).any() or (c > 63).any() or not ends.size or ends[-1] != c.size - 1:
+        raise ValueError("not a compressed RLE string")
+    starts = np.concatenate([[0], ends[:-1] + 1])
+    place = np.arange(c.size) - np.repeat(starts, ends - starts + 1)
+    if place.max() > 11:
+        raise ValueError("compressed RLE run too long")
+    values = np.add.reduceat((c & 0x1F) << (5 * place), starts)
+    values -= np.where(c[ends] & 0x10, 1 << (5 * (place[ends] + 1)), 0)
+    values[1::2] = np.cumsum(values[1::2])
+    values[2::2] = np.cumsum(values[2::2])
+    return values
 
 
 def _rles(segms: list, img: np.ndarray, sizes: list, path: str | None, label: str) -> list:
