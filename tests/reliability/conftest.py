@@ -9,16 +9,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-HANG_SECONDS = 120  # a test still running after this is hung (pycocotools once spun forever on NaN)
+from objdet import build
+
+HANG_SECONDS = 600  # a test still running after this is hung (pycocotools once spun forever on NaN)
 
 
 @pytest.fixture(autouse=True)
 def hang_guard():
     """Dump every thread's stack and exit if a test hangs, instead of blocking the suite."""
-    faulthandler.dump_traceback_later(HANG_SECONDS, exit=True, file=sys.stderr)
+    faulthandler.dump_traceback_later(HANG_SECONDS, exit=True, file=sys.__stderr__)
     yield
     faulthandler.cancel_dump_traceback_later()
 
@@ -76,3 +79,11 @@ def coco_images(tmp_path_factory) -> Path:
 def write_json(path: Path, doc: object) -> Path:
     path.write_text(json.dumps(doc), encoding="utf-8")
     return path
+
+
+@pytest.fixture(scope="session")
+def small_detectors() -> dict:
+    """The two smallest zoo detectors (random weights, 64 px input), built once for the whole suite."""
+    torch.manual_seed(0)
+    return {name: build(name, num_classes=2, min_size=64, max_size=96)
+            for name in ("faster_rcnn_r18_fpn", "retinanet_r18_fpn")}

@@ -14,7 +14,7 @@ from objdet.errors import ObjdetError
 from .conftest import valid_coco
 from .corrupt import CORRUPTIONS, TRUNCATION, corrupt, json_text
 
-FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 def assert_valid_targets(ds: CocoDataset) -> None:

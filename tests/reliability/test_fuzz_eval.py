@@ -4,11 +4,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import io
 import math
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pycocotools import mask as mask_utils
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
 
 from objdet.cli import main
 from objdet.evaluation.coco import evaluate_coco
@@ -18,7 +25,7 @@ from objdet.errors import EvaluationError
 from .conftest import valid_coco
 from .corrupt import CORRUPTIONS, TRUNCATION, corrupt, json_text
 
-FUZZ = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FUZZ = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 SIGMAS = [0.5, 0.5]  # the two keypoints of `valid_coco`'s person
 
 
@@ -60,7 +67,7 @@ def test_corrupted_evaluation_input_gives_evaluation_error(gt_cuts, dt_cuts, iou
         pass
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(gt_cuts=st.one_of(st.just([]), CORRUPTIONS), dt_cuts=st.one_of(st.just([]), CORRUPTIONS),
        truncate=TRUNCATION, which=st.sampled_from(["gt", "dt"]))
 def test_objdet_eval_exits_with_a_message_on_corrupted_files(tmp_path, capsys, gt_cuts, dt_cuts, truncate, which):
@@ -72,3 +79,36 @@ def test_objdet_eval_exits_with_a_message_on_corrupted_files(tmp_path, capsys, g
     assert status in (0, 2)
     if status == 2:
         assert err.startswith("objdet eval: error:") and len(err.splitlines()) == 1, err
+
+
+def _pycocotools_segm_stats(gt: dict, dt: list) -> np.ndarray:
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco = COCO()
+        coco.dataset = copy.deepcopy(gt)
+        coco.createIndex()
+        run = COCOeval(coco, coco.loadRes(copy.deepcopy(dt)), "segm")
+        run.evaluate()
+        run.accumulate()
+        run.summarize()
+    return run.stats
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1))
+def test_every_rle_pycocotools_writes_passes_the_run_length_check(seed):
+    """The guard against RLEs that hang pycocotools must not refuse a valid one (empty, full, ragged)."""
+    rng = np.random.default_rng(seed)
+    h, w = (int(v) for v in rng.integers(1, 40, 2))
+    density = rng.choice([0.0, 1.0, rng.random()])
+
+    def rle() -> dict:
+        mask = (rng.random((h, w)) < density).astype(np.uint8)
+        encoded = mask_utils.encode(np.asfortranarray(mask))
+        return {"counts": encoded["counts"].decode("ascii"), "size": [h, w]}
+
+    gt = {"images": [{"id": 1, "width": w, "height": h}], "categories": [{"id": 1, "name": "a"}],
+          "annotations": [{"id": k + 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, w, h], "area": float(h * w),
+                           "iscrowd": 0, "segmentation": rle()} for k in range(2)]}
+    dt = [{"image_id": 1, "category_id": 1, "score": float(rng.random()), "segmentation": rle()} for _ in range(3)]
+    np.testing.assert_allclose(list(evaluate_coco(gt, dt, "segm").values()), _pycocotools_segm_stats(gt, dt),
+                               atol=1e-12)

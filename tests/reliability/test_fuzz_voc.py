@@ -76,7 +76,7 @@ def test_the_uncorrupted_folder_reads(voc_root):
     read_everything(voc_root)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(edits=EDITS, truncate=TRUNCATION, splice=SPLICE)
 def test_corrupted_voc_xml_gives_an_objdet_error_or_valid_targets(voc_root, edits, truncate, splice):
     data = edit_xml(VALID_XML.format(name="b"), edits)
