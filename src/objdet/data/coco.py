@@ -47,6 +47,10 @@ def load_json(path: str | os.PathLike) -> Any:
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         where = f"line {err.lineno} column {err.colno}: " if hasattr(err, "lineno") else ""
         raise DataError(f"malformed json: {where}{err}", path=path) from err
+    except RecursionError as err:
+        raise DataError("malformed json: nested too deeply", path=path) from err
+    except ValueError as err:  # a NUL or a lone surrogate in the path: quote it so the message prints
+        raise DataError(f"cannot read json file: {err}", path=repr(str(path))) from err
 
 
 def save_json(obj: Any, path: str | os.PathLike) -> Path:

@@ -72,8 +72,10 @@ def read_json(source: Any, what: str) -> tuple[Any, str | None]:
     try:
         with open(source, encoding="utf-8") as f:
             return json.load(f), str(source)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
         raise EvaluationError(f"cannot read the {what} file: {err}", path=source) from None
+    except ValueError as err:  # a NUL or a lone surrogate in the path: quote it so the message prints
+        raise EvaluationError(f"cannot read the {what} file: {err}", path=repr(str(source))) from None
 
 
 def _column(records: Sequence, key: str, path: str | None, label: str) -> list:
