@@ -13,7 +13,8 @@ from objdet.cli import main
 from objdet.data.coco import CocoDataset
 from objdet.data.voc import VOCDataset, parse_xml
 from objdet.engine import checkpoint
-from objdet.errors import CheckpointError, DataError
+from objdet.errors import CheckpointError, DataError, EvaluationError
+from objdet.evaluation.coco import evaluate_coco
 
 from .conftest import valid_coco, write_json
 
@@ -123,3 +124,15 @@ def test_voc_image_path_escaping_the_image_root_is_refused(tmp_path, file_name):
         "</annotation>")
     with pytest.raises(DataError, match=r"record a: image file name .* escapes the image folder"):
         VOCDataset(root)
+
+
+@pytest.mark.parametrize("name", ["nul\x00.json", "\ud800.json", "deep.json"])
+def test_hostile_json_paths_and_nesting_are_refused(tmp_path, name):
+    """A NUL or lone surrogate in a path given to objdet, or json nested 200000 deep."""
+    path = tmp_path / "deep.json" if name == "deep.json" else str(tmp_path / name)
+    if name == "deep.json":
+        path.write_text("[" * 200_000)
+    with pytest.raises(DataError, match="cannot read json file|nested too deeply"):
+        CocoDataset(path, tmp_path)
+    with pytest.raises(EvaluationError, match="cannot read the ground truth file"):
+        evaluate_coco(path, [])
