@@ -135,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
         "ms_per_image": round(1000 * seconds / args.images, 1), "detections": len(records),
         "missing_images": len(missing), "rss_start_mb": round(start_rss, 1),
         "rss_end_mb": round(data.samples[-1][1] if data.samples else rss_mb(), 1),
+        "rss_mb_at_quarters": [round(data.samples[min(len(data.samples) - 1, len(data.samples) * q // 4)][1], 1)
+                               for q in range(4)] if data.samples else [],
         "rss_slope_mb_per_1000_images": round(slope, 2),
         "results_mb_per_1000_images": round(held, 2),
         "leak_mb_per_1000_images": round(slope - held, 2),
