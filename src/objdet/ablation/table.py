@@ -104,7 +104,7 @@ def _preamble(study: Study, results: Sequence[RunResult], command: str | None) -
     lines = [f"### {study.title}", "", f"Seed: {study.source}."]
     if command:
         lines += ["", f"`{command}`"]
-    lines += ["", f"Model `{study.model}` ({shared}); every row trains from the same random initialisation "
+    lines += ["", f"Model `{study.model}` ({shared}); every row trains from the same seed "
                   f"(seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds)) or '—'}) on the same batches: "
                   f"{settings['optimizer']} lr {settings['lr']}, {settings['schedule']} schedule, "
                   f"{settings['batch_size']} images per step. AP in % on held-out data"
