@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 from objdet.errors import ConfigError
 
@@ -46,7 +47,8 @@ def _alpha_weighted(loss: Tensor, targets: Tensor, alpha: float | None) -> Tenso
         return loss
     if alpha > 1:
         raise ConfigError(f"alpha must lie in [0, 1] (or be None / negative to disable), got {alpha}")
-    return (alpha * targets + (1 - alpha) * (1 - targets)) * loss
+    # alpha t + (1 - alpha)(1 - t), built with one temporary
+    return torch.mul(targets, 2 * alpha - 1).add_(1 - alpha).mul_(loss)
 
 
 def alpha_balanced_bce(logits: Tensor, targets: Tensor, alpha: float | None = 0.25, reduction: str = "sum") -> Tensor:
@@ -55,17 +57,56 @@ def alpha_balanced_bce(logits: Tensor, targets: Tensor, alpha: float | None = 0.
     return _reduce(_alpha_weighted(bce, targets, alpha), reduction)
 
 
+class _FocalLoss(torch.autograd.Function):
+    """Element-wise focal loss that saves only logits and targets and recomputes the rest in backward.
+
+    Autograd through the plain formula keeps about ten (anchor, class)-sized tensors alive until
+    backward; this keeps two and builds few temporaries, lowering a dense detector's peak memory.
+    """
+
+    @staticmethod
+    def forward(ctx, logits: Tensor, targets: Tensor, alpha: float | None, gamma: float) -> Tensor:
+        ctx.save_for_backward(logits, targets)
+        ctx.alpha, ctx.gamma = alpha, gamma
+        loss = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+        if gamma != 0:
+            p = torch.sigmoid(logits)
+            p_t = p * targets
+            p_t.add_(p.neg_().add_(1).mul_(1 - targets))  # p t + (1 - p)(1 - t)
+            del p
+            loss.mul_(p_t.neg_().add_(1).pow_(gamma))  # times (1 - p_t)^gamma
+        return _alpha_weighted(loss, targets, alpha)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_output: Tensor) -> tuple[Tensor, None, None, None]:
+        # with q = 1 - p_t = p + t - 2 p t and s = 1 - 2t, d(bce)/dx = p - t and dq/dx = p (1 - p) s, so
+        # d/dx [q^g bce] = q^(g-1) [(p - t) q + g bce p (1 - p) s]
+        logits, targets = ctx.saved_tensors
+        gamma = ctx.gamma
+        p = torch.sigmoid(logits)
+        if gamma == 0:
+            grad = p.sub_(targets)
+        else:
+            s = torch.mul(targets, -2).add_(1)
+            q = torch.addcmul(targets, p, s)
+            grad = F.binary_cross_entropy_with_logits(logits, targets, reduction="none").mul_(s)
+            del s
+            grad.mul_(p).mul_(torch.sub(1, p)).mul_(gamma)
+            grad.addcmul_(p.sub_(targets), q)
+            del p
+            grad.mul_(q.pow_(gamma - 1))
+        return _alpha_weighted(grad, targets, ctx.alpha).mul_(grad_output), None, None, None
+
+
 def sigmoid_focal_loss(
     logits: Tensor, targets: Tensor, alpha: float | None = 0.25, gamma: float = 2.0, reduction: str = "sum"
 ) -> Tensor:
     """Focal loss ``-alpha_t (1 - p_t)^gamma log p_t`` on logits, for targets in {0, 1}.
 
-    It down-weights easy examples; ``gamma=0`` is exactly ``alpha_balanced_bce``.
+    It down-weights easy examples; ``gamma=0`` is exactly ``alpha_balanced_bce``. Gradients flow to
+    ``logits`` only (targets are labels), through a backward that recomputes its terms to save memory.
     """
     if gamma < 0:
         raise ConfigError(f"focal loss needs gamma >= 0, got {gamma}")
-    p = torch.sigmoid(logits)
-    bce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
-    p_t = p * targets + (1 - p) * (1 - targets)
-    focal = bce * (1 - p_t) ** gamma
-    return _reduce(_alpha_weighted(focal, targets, alpha), reduction)
+    return _reduce(_FocalLoss.apply(logits, targets, alpha, gamma), reduction)
