@@ -4,6 +4,7 @@ training step time and peak memory of RetinaNet-R50-FPN (objdet vs torchvision) 
 
     .venv/bin/python bench/one_stage.py                      # both pairs, default sizes
     .venv/bin/python bench/one_stage.py --only effdet --repeats 5
+    .venv/bin/python bench/one_stage.py --train-only --repeats 3   # training-step rows only
 
 Times are medians over `--repeats` runs, objdet and peer interleaved so machine load hits both alike.
 Peak memory is the resident memory one call adds at its high-water mark (sampled).
@@ -107,10 +108,11 @@ def retinanet_pair(args: argparse.Namespace) -> list[dict]:
     rows = []
     peer.eval(), ours.eval()
     with torch.no_grad():
-        rows.append(compare(f"RetinaNet-R50-FPN inference (x{args.batch})", lambda: ours(images),
-                            lambda: peer(images), args.repeats))
-        rows.append(compare("  same, objdet fuse_for_inference()", lambda: fused(images),
-                            lambda: peer(images), args.repeats))
+        if not args.train_only:
+            rows.append(compare(f"RetinaNet-R50-FPN inference (x{args.batch})", lambda: ours(images),
+                                lambda: peer(images), args.repeats))
+            rows.append(compare("  same, objdet fuse_for_inference()", lambda: fused(images),
+                                lambda: peer(images), args.repeats))
     peer.train(), ours.train()
     step_ours = _sgd_step(lambda: sum(ours(images, targets).values()), torch.optim.SGD(ours.parameters(), lr=1e-4))
     step_peer = _sgd_step(lambda: sum(peer(images, targets).values()), torch.optim.SGD(peer.parameters(), lr=1e-4))
@@ -136,9 +138,10 @@ def effdet_pair(args: argparse.Namespace) -> list[dict]:
                      "cls": torch.tensor([[3.0, 17.0]] * args.batch)}
     rows = []
     predict.eval(), ours.eval()
-    with torch.no_grad():
-        rows.append(compare(f"EfficientDet-D0 inference (x{args.batch})", lambda: ours(images),
-                            lambda: predict(x), args.repeats))
+    if not args.train_only:
+        with torch.no_grad():
+            rows.append(compare(f"EfficientDet-D0 inference (x{args.batch})", lambda: ours(images),
+                                lambda: predict(x), args.repeats))
     train.train(), ours.train()
     step_ours = _sgd_step(lambda: sum(ours(images, targets).values()), torch.optim.SGD(ours.parameters(), lr=1e-4))
     step_peer = _sgd_step(lambda: train(x, effdet_target)["loss"], torch.optim.SGD(net.parameters(), lr=1e-4))
@@ -149,6 +152,7 @@ def effdet_pair(args: argparse.Namespace) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=["retinanet", "effdet"], help="run one pair only")
+    parser.add_argument("--train-only", action="store_true", help="only the training-step rows")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--batch", type=int, default=2)
