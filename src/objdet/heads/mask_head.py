@@ -77,7 +77,8 @@ def mask_loss(logits: Tensor, targets: Tensor, labels: Tensor, softmax: bool = F
 def mask_probs(logits: Tensor, labels: Tensor, softmax: bool = False) -> Tensor:
     """The predicted class's mask probability, [N, 1, M, M] (sigmoid, or softmax across classes)."""
     probs = logits.softmax(1) if softmax else logits.sigmoid()
-    return probs[torch.arange(len(labels), device=labels.device), labels][:, None]
+    # gather, not fancy indexing with arange(len(labels)): ONNX tracing would freeze the count
+    return probs.gather(1, labels.view(-1, 1, 1, 1).expand(-1, 1, *probs.shape[2:]))
 
 
 def _axis_weights(start: Tensor, end: Tensor, in_size: int, out_size: int) -> Tensor:
