@@ -4,10 +4,10 @@ import pytest
 import torch
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture
 def one_thread():
-    """Run every test on one intra-op thread: `make test` runs two pytest workers on two cores, and
-    small tensors gain nothing from a second thread that only contends with the other worker."""
+    """Run a test on one intra-op thread: small tensors gain nothing from two, and on a busy
+    machine two OpenMP threads spend most of their time waiting on each other."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
