@@ -55,7 +55,7 @@ CASES = [
 @pytest.mark.parametrize("arch,kw", CASES, ids=[c[0] for c in CASES])
 def test_same_outputs_as_torchvision(arch, kw):
     tv = _torchvision_model(arch, **kw)
-    ours = from_torchvision(arch, tv.state_dict(), **SIZE, **OUR_LIMITS).eval()
+    ours = from_torchvision(arch, tv.state_dict(), frozen_bn_eps=1e-5, **SIZE, **OUR_LIMITS).eval()
     images = _images()
     with torch.no_grad():
         expected = tv(images)
@@ -74,7 +74,7 @@ def test_fused_inference_keeps_the_outputs():
     from objdet.norm import FrozenBatchNorm2d as OurFrozenBN
 
     tv = _torchvision_model("fasterrcnn_resnet50_fpn", num_classes=5)
-    ours = from_torchvision("fasterrcnn_resnet50_fpn", tv.state_dict(), **SIZE, **OUR_LIMITS).eval()
+    ours = from_torchvision("fasterrcnn_resnet50_fpn", tv.state_dict(), frozen_bn_eps=1e-5, **SIZE, **OUR_LIMITS).eval()
     images = _images()[:1]
     with torch.no_grad():
         batch, _ = ours.transform(images)

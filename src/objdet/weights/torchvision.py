@@ -8,7 +8,8 @@ from typing import Any, Callable, Mapping
 
 from torch import Tensor, nn
 
-from objdet.errors import CheckpointError
+from objdet.errors import CheckpointError, ConfigError
+from objdet.norm import FrozenBatchNorm2d
 
 # One rename rule: a regular expression on the torchvision key and a function of its match
 # giving the objdet key.
@@ -146,12 +147,31 @@ def _retinanet_converter(state_dict: Mapping[str, Tensor], v2: bool, **overrides
     return load_into(model, rename(sd, _RETINA_RULES), "retinanet_r50_fpn")
 
 
-def from_torchvision(arch: str, state_dict: Mapping[str, Tensor], **overrides: Any) -> nn.Module:
+# torchvision runs its released COCO v1 weights of these with FrozenBatchNorm2d eps 0 (`overwrite_eps`)
+_ZERO_EPS_ARCHS = frozenset({"fasterrcnn_resnet50_fpn", "maskrcnn_resnet50_fpn", "keypointrcnn_resnet50_fpn",
+                             "retinanet_resnet50_fpn"})
+
+
+def from_torchvision(arch: str, state_dict: Mapping[str, Tensor], frozen_bn_eps: float | None = None,
+                     **overrides: Any) -> nn.Module:
     """The objdet model equivalent to torchvision's `arch` with `state_dict` loaded; `overrides` change
-    config fields that do not touch the weights (min_size, score_thresh, ...)."""
+    config fields that do not touch the weights (min_size, score_thresh, ...).
+
+    `frozen_bn_eps` is the eps of every FrozenBatchNorm2d (the trunk's): by default 0.0 for the four v1
+    archs, as torchvision runs their released COCO weights, and 1e-5 otherwise (the v2 archs). Pass 1e-5
+    for a v1 state dict of a model that was not built from those weights (e.g. a random-init one).
+    """
     if arch not in CONVERTERS:
         raise CheckpointError(f"no converter for torchvision architecture {arch!r}; known: {sorted(CONVERTERS)}")
     if not isinstance(state_dict, Mapping):
         raise CheckpointError(f"expected a state dict (a mapping of names to tensors), got {type(state_dict).__name__}",
                               record=arch)
-    return CONVERTERS[arch][1](state_dict, **overrides)
+    if frozen_bn_eps is None:
+        frozen_bn_eps = 0.0 if arch in _ZERO_EPS_ARCHS else 1e-5
+    if frozen_bn_eps < 0:
+        raise ConfigError(f"frozen_bn_eps must be >= 0, got {frozen_bn_eps}", record=arch)
+    model = CONVERTERS[arch][1](state_dict, **overrides)
+    for module in model.modules():
+        if isinstance(module, FrozenBatchNorm2d):
+            module.eps = frozen_bn_eps
+    return model
