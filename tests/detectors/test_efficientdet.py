@@ -58,7 +58,7 @@ def test_tiny_efficientdet_overfits_one_shapes_image(one_thread):
     optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
     model.train()
     first = None
-    for _ in range(60):
+    for _ in range(90):  # 60 steps was borderline: float-rounding changes in the loss flipped it
         losses = model([image], [target])
         first = first or {k: v.item() for k, v in losses.items()}
         optimizer.zero_grad()
