@@ -45,19 +45,19 @@ class FrozenBatchNorm2d(nn.Module):
         return f"{self.num_features}, eps={self.eps}"
 
 
-def make_norm(kind: str | None, channels: int, groups: int = 32) -> nn.Module:
-    """Build the norm layer named ``kind`` ("BN" | "FrozenBN" | "GN" | None for identity)."""
+def make_norm(kind: str | None, channels: int, groups: int = 32, eps: float = 1e-5) -> nn.Module:
+    """Build the norm layer named ``kind`` ("BN" | "FrozenBN" | "GN" | None for identity) with ``eps``."""
     if kind is None:
         return nn.Identity()
     if kind == "BN":
-        return nn.BatchNorm2d(channels)
+        return nn.BatchNorm2d(channels, eps=eps)
     if kind == "FrozenBN":
-        return FrozenBatchNorm2d(channels)
+        return FrozenBatchNorm2d(channels, eps=eps)
     if kind == "GN":
         if channels % groups:
             raise ConfigError(f"GroupNorm needs channels ({channels}) divisible by groups ({groups})",
                               record="norm")
-        return nn.GroupNorm(groups, channels)
+        return nn.GroupNorm(groups, channels, eps=eps)
     raise ConfigError(f"unknown norm {kind!r}; choose one of {NORM_KINDS} or None", record="norm")
 
 

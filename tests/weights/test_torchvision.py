@@ -8,6 +8,7 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 from objdet import cli
 from objdet.engine import checkpoint
 from objdet.errors import CheckpointError
+from objdet.norm import FrozenBatchNorm2d as OurFrozenBN
 from objdet.weights.torchvision import from_torchvision
 
 SIZE = dict(min_size=224, max_size=320)
@@ -102,6 +103,9 @@ def test_convert_command_writes_a_rebuildable_checkpoint(tmp_path):
     reference = from_torchvision("fasterrcnn_resnet50_fpn", tv.state_dict()).state_dict()
     for key, value in model.state_dict().items():
         assert torch.equal(value, reference[key]), key
+    # the v1 default eps (0, as torchvision runs its released weights) survives the round trip
+    frozen = [m for m in model.modules() if isinstance(m, OurFrozenBN)]
+    assert frozen and all(m.eps == 0.0 for m in frozen)
 
 
 def test_bad_checkpoints_raise_checkpoint_errors(tmp_path, capsys):

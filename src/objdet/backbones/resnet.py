@@ -63,11 +63,12 @@ class ResNetBackbone(nn.Module):
 
     ``norm`` is "BN" | "FrozenBN" | "GN"; ``trainable_layers`` (0..5) follows torchvision: the last
     N of (conv1, layer1..layer4) train and the rest are frozen (5 also trains the stem's norm).
-    ``weights`` is an optional local ImageNet ``.pth`` (torchvision key names).
+    ``weights`` is an optional local ImageNet ``.pth`` (torchvision key names); ``frozen_bn_eps`` is the
+    eps of FrozenBN layers (torchvision runs its released v1 detection weights with 0).
     """
 
     def __init__(self, depth: int = 50, norm: str = "FrozenBN", trainable_layers: int = 3,
-                 weights: str | Path | None = None):
+                 weights: str | Path | None = None, frozen_bn_eps: float = 1e-5):
         super().__init__()
         if depth not in DEPTHS:
             raise ConfigError(f"unknown ResNet depth {depth}; choose one of {sorted(DEPTHS)}",
@@ -75,7 +76,7 @@ class ResNetBackbone(nn.Module):
         if not 0 <= trainable_layers <= 5:
             raise ConfigError(f"trainable_layers must be in 0..5, got {trainable_layers}",
                               record="trainable_layers")
-        body = DEPTHS[depth](weights=None, norm_layer=partial(make_norm, norm))
+        body = DEPTHS[depth](weights=None, norm_layer=partial(make_norm, norm, eps=frozen_bn_eps if norm == "FrozenBN" else 1e-5))
         del body.fc, body.avgpool
         if weights is not None:
             load_imagenet_weights(body, weights)

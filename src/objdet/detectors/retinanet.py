@@ -25,6 +25,7 @@ class RetinaNetConfig:
     background_channel: bool = False  # torchvision's layout: class channel 0 is background, never output
     depth: int = 50
     backbone_norm: str = "FrozenBN"
+    frozen_bn_eps: float = 1e-5       # torchvision's released v1 weights run with 0
     trainable_layers: int = 3
     backbone_weights: str | None = None  # a local torchvision ImageNet .pth
     extra: str = "p6p7"              # "p6p7": P6 from C5 (the seed); "p6p7_p5": from P5 (torchvision v1)
@@ -59,7 +60,7 @@ class RetinaNet(DenseDetector):
             raise ConfigError(f"RetinaNet needs P6/P7: extra must be 'p6p7' or 'p6p7_p5', got {config.extra!r}")
         levels = range(3, 8)
         backbone = ResNetBackbone(config.depth, config.backbone_norm, config.trainable_layers,
-                                  config.backbone_weights)
+                                  config.backbone_weights, config.frozen_bn_eps)
         neck = FPN({k: backbone.out_channels[k] for k in ("C3", "C4", "C5")}, config.fpn_channels, config.extra)
         num_anchors = config.scales_per_octave * len(config.aspect_ratios)
         channels = config.num_classes + int(config.background_channel)

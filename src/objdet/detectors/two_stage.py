@@ -140,6 +140,7 @@ class RCNNConfig:
     num_classes: int = 90
     depth: int = 50
     backbone_norm: str = "FrozenBN"
+    frozen_bn_eps: float = 1e-5       # torchvision's released v1 weights run with 0
     trainable_layers: int = 3
     fpn: bool = True
     fpn_channels: int = 256
@@ -188,7 +189,8 @@ def make_transform(cfg: RCNNConfig) -> DetectionTransform:
 
 def make_backbone(cfg: RCNNConfig) -> tuple[nn.Module, nn.Module | None, list[str], list[str], int]:
     """ResNet trunk and FPN neck (or, for C4, the trunk up to res4): (backbone, neck, rpn levels, RoI levels, channels)."""
-    backbone = ResNetBackbone(cfg.depth, norm=cfg.backbone_norm, trainable_layers=cfg.trainable_layers)
+    backbone = ResNetBackbone(cfg.depth, norm=cfg.backbone_norm, trainable_layers=cfg.trainable_layers,
+                              frozen_bn_eps=cfg.frozen_bn_eps)
     if cfg.fpn:
         neck = FPN(backbone.out_channels, cfg.fpn_channels, extra="maxpool", norm=cfg.fpn_norm)
         return backbone, neck, ["P2", "P3", "P4", "P5", "P6"], ["P2", "P3", "P4", "P5"], cfg.fpn_channels

@@ -9,7 +9,6 @@ from typing import Any, Callable, Mapping
 from torch import Tensor, nn
 
 from objdet.errors import CheckpointError, ConfigError
-from objdet.norm import FrozenBatchNorm2d
 
 # One rename rule: a regular expression on the torchvision key and a function of its match
 # giving the objdet key.
@@ -157,8 +156,9 @@ def from_torchvision(arch: str, state_dict: Mapping[str, Tensor], frozen_bn_eps:
     """The objdet model equivalent to torchvision's `arch` with `state_dict` loaded; `overrides` change
     config fields that do not touch the weights (min_size, score_thresh, ...).
 
-    `frozen_bn_eps` is the eps of every FrozenBatchNorm2d (the trunk's): by default 0.0 for the four v1
-    archs, as torchvision runs their released COCO weights, and 1e-5 otherwise (the v2 archs). Pass 1e-5
+    `frozen_bn_eps` is the eps of the trunk's FrozenBatchNorm2d layers (a config field, so converted
+    checkpoints keep it): by default 0.0 for the four v1 archs, as torchvision runs their released COCO
+    weights, and 1e-5 otherwise. Pass 1e-5
     for a v1 state dict of a model that was not built from those weights (e.g. a random-init one).
     """
     if arch not in CONVERTERS:
@@ -170,8 +170,5 @@ def from_torchvision(arch: str, state_dict: Mapping[str, Tensor], frozen_bn_eps:
         frozen_bn_eps = 0.0 if arch in _ZERO_EPS_ARCHS else 1e-5
     if frozen_bn_eps < 0:
         raise ConfigError(f"frozen_bn_eps must be >= 0, got {frozen_bn_eps}", record=arch)
-    model = CONVERTERS[arch][1](state_dict, **overrides)
-    for module in model.modules():
-        if isinstance(module, FrozenBatchNorm2d):
-            module.eps = frozen_bn_eps
-    return model
+    # a config field, so a checkpoint written by `objdet convert` rebuilds with the same eps
+    return CONVERTERS[arch][1](state_dict, frozen_bn_eps=frozen_bn_eps, **overrides)
