@@ -107,3 +107,41 @@ def test_cli_convert_writes_a_loadable_checkpoint(tmp_path, one_thread):
     assert model.config == expected.config and not model.config.same_padding
     own = model.state_dict()
     assert all(torch.equal(own[k], v) for k, v in expected.state_dict().items())
+
+
+def _unit_output_scale(bench, x, info):
+    """Deep random nets saturate every score to 1.0; rescale the class and box output layers so their
+    outputs have unit spread, which keeps the scores distinct and the boxes inside the image."""
+    spreads = {}
+    hooks = [net.predict.register_forward_hook(lambda m, i, out, key=key: spreads.setdefault(key, []).append(out))
+             for key, net in (("class", bench.model.class_net), ("box", bench.model.box_net))]
+    with torch.no_grad():
+        bench(x, img_info=info)
+        for h in hooks:
+            h.remove()
+        for key, net in (("class", bench.model.class_net), ("box", bench.model.box_net)):
+            spread = torch.cat([o.flatten() for o in spreads[key]]).std()
+            net.predict.conv_pw.weight.div_(spread)
+
+
+@pytest.mark.parametrize("name", [f"tf_efficientdet_d{i}" for i in range(1, 8)] + ["efficientdet_d1"])
+def test_larger_variants_equal_detbenchpredict(name, one_thread):
+    # every published variant, full width and depth, at a small input so the test stays quick
+    torch.manual_seed(0)
+    ref = create_model(name, bench_task="predict", pretrained=False, pretrained_backbone=False,
+                       image_size=(SIZE, SIZE))
+    _randomise(ref)
+    ref.eval()
+    image = torch.rand(3, SIZE, SIZE, generator=torch.Generator().manual_seed(4))
+    info = {"img_scale": torch.ones(1), "img_size": torch.tensor([[SIZE, SIZE]], dtype=torch.float32)}
+    _unit_output_scale(ref, ((image - MEAN) / STD)[None], info)
+    ours = from_effdet(name, ref.model.state_dict(), image_size=SIZE).eval()
+    with torch.no_grad():
+        exp = ref(((image - MEAN) / STD)[None], img_info=info)[0]
+        det = ours([image])[0]
+    valid = exp[:, 4] > 0
+    assert valid.sum() > 10 and exp[valid, 4].max() < 0.99  # not saturated: the scores order the boxes
+    # random weights drive D6/D7's features to ~1e4, so float32 noise reaches ~1e-3 px: boxes are held to
+    # 1e-4 of the image side, scores (in 0..1) to 1e-4
+    assert_same_detections(det, exp[valid, :4], exp[valid, 4], exp[valid, 5].long(), atol=1e-4 * SIZE)
+    assert (det["scores"].sort(descending=True).values - exp[valid, 4].sort(descending=True).values).abs().max() <= 1e-4
