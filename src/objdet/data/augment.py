@@ -7,13 +7,12 @@ masks (N x H x W), keypoints (N x K x 3, continuous pixel coordinates) and area 
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 
-Target = dict[str, torch.Tensor]
-Transform = Callable[[torch.Tensor, Target], tuple[torch.Tensor, Target]]
+from objdet.data.base import Target, Transform
 
 
 class Compose:

@@ -23,18 +23,17 @@ import math
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Hashable, Iterable, Mapping, Sequence
+from typing import Any, Hashable, Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
 from pycocotools import mask as mask_utils
 
+from objdet.data.base import DetectionDataset, Target, Transform
 from objdet.data.image import MAX_PIXELS, read_image, to_pil
 from objdet.data.validate import check_box, check_unique, inside_root, polygon_problem
 from objdet.errors import AnnotationError, DataError, ImageError
 
-Target = dict[str, torch.Tensor]
-Transform = Callable[[torch.Tensor, Target], tuple[torch.Tensor, Target]]
 
 
 def load_json(path: str | os.PathLike) -> Any:
@@ -124,7 +123,7 @@ def encode_mask(mask: np.ndarray) -> dict:
     return rle
 
 
-class CocoDataset(torch.utils.data.Dataset):
+class CocoDataset(DetectionDataset):
     """A COCO-format data set: yields (image [3,H,W] in 0..1, target) in objdet's convention."""
 
     def __init__(
@@ -298,12 +297,6 @@ class CocoDataset(torch.utils.data.Dataset):
                 path=file,
             )
         return image, self.target(i)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, Target]:
-        image, target = self.load(i)
-        if self.transforms is not None:
-            image, target = self.transforms(image, target)
-        return image, target
 
 
 def _annotation_records(target: Mapping[str, Any], image_id: int, label_to_category_id:

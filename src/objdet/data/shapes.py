@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-Target = dict[str, torch.Tensor]
+from objdet.data.base import DetectionDataset, Target, Transform
+
 
 CLASSES = ("rectangle", "ellipse", "triangle", "star", "cross")
 KEYPOINT_NAMES = ("top", "right", "bottom", "left")
@@ -149,7 +149,7 @@ def generate(rng: np.random.Generator, size: int = 160, max_objects: int = 6,
     return np.clip(image, 0.0, 1.0), target
 
 
-class ShapesDataset(torch.utils.data.Dataset):
+class ShapesDataset(DetectionDataset):
     """The generated `shapes` data set: (image [3,H,W] in 0..1, target) with masks and keypoints."""
 
     categories = [{"id": i + 1, "name": name, "supercategory": "shape",
@@ -160,7 +160,7 @@ class ShapesDataset(torch.utils.data.Dataset):
 
     def __init__(self, split: str = "train", length: int | None = None, image_size: int = 160,
                  seed: int = 0, max_objects: int = 6, min_visible: float = 0.3,
-                 transforms: Callable[[torch.Tensor, Target], tuple[torch.Tensor, Target]]
+                 transforms: Transform
                  | None = None):
         from objdet.errors import ConfigError
 
@@ -199,12 +199,6 @@ class ShapesDataset(torch.utils.data.Dataset):
     def target(self, i: int) -> Target:
         """Target of image i (generating it draws the image too)."""
         return self.load(i)[1]
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, Target]:
-        image, target = self.load(i)
-        if self.transforms is not None:
-            image, target = self.transforms(image, target)
-        return image, target
 
 
 def draw_samples(out_dir: str | os.PathLike, count: int = 8, seed: int = 0) -> list[Path]:

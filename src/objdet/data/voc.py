@@ -22,17 +22,16 @@ import math
 import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import Callable
 from xml.parsers import expat
 
 import torch
 
+from objdet.data.base import DetectionDataset, Target, Transform
 from objdet.data.coco import dataset_to_coco
 from objdet.data.image import MAX_PIXELS, read_image
 from objdet.data.validate import check_box, check_unique, inside_root
 from objdet.errors import AnnotationError, DataError, ImageError
 
-Target = dict[str, torch.Tensor]
 
 
 def parse_xml(path: str | os.PathLike) -> ET.Element:
@@ -89,11 +88,11 @@ def _first_dir(root: Path, names: tuple[str, ...]) -> Path:
     raise DataError(f"no {' or '.join(names)} folder in the VOC root", path=root)
 
 
-class VOCDataset(torch.utils.data.Dataset):
+class VOCDataset(DetectionDataset):
     """A Pascal VOC folder: yields (image [3,H,W] in 0..1, target) with a `difficult` flag."""
 
     def __init__(self, root: str | os.PathLike, split: str | None = None,
-                 transforms: Callable[[torch.Tensor, Target], tuple[torch.Tensor, Target]]
+                 transforms: Transform
                  | None = None, classes: list[str] | None = None, keep_difficult: bool = True,
                  max_pixels: int = MAX_PIXELS):
         self.root = Path(root)
@@ -229,12 +228,6 @@ class VOCDataset(torch.utils.data.Dataset):
             raise ImageError(f"image is {image.shape[2]}x{image.shape[1]} but {r['path']} says "
                              f"{r['width']}x{r['height']}", path=file)
         return image, self.target(i)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, Target]:
-        image, target = self.load(i)
-        if self.transforms is not None:
-            image, target = self.transforms(image, target)
-        return image, target
 
     def to_coco(self) -> dict:
         """The split as a COCO ground-truth dict (with `difficult` on each annotation)."""
