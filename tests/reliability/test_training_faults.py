@@ -100,6 +100,7 @@ def test_sigkill_while_writing_a_checkpoint_keeps_the_previous_one_and_resume_fi
     again.resume(tmp_path / "last.pt")
     assert again.fit()["status"] == "finished"
     assert_same_weights(checkpoint.load(tmp_path / "last.pt")["model"], uninterrupted)
+    assert not list(tmp_path.glob(".last.pt.*.tmp"))  # the next good save removed the dead write's file
 
 
 class NaNImage(torch.utils.data.Dataset):

@@ -33,6 +33,8 @@ def save(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by an earlier write that was killed
+            stale.unlink(missing_ok=True)
     except (OSError, RuntimeError) as err:  # a full disk surfaces as either, depending on where it hits
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
