@@ -1,6 +1,7 @@
 """Comparing two detectors' outputs: equal within a tolerance, up to the order of near-tied scores."""
 
 import torch
+from torchvision.ops.misc import FrozenBatchNorm2d
 
 
 def assert_same_detections(ours, boxes, scores, labels, atol=1e-4, rtol=1e-4):
@@ -23,3 +24,13 @@ def assert_same_detections(ours, boxes, scores, labels, atol=1e-4, rtol=1e-4):
         assert tie.any(), f"no reference detection for score {s} label {lab}"
         used[torch.where(tie)[0][0]] = True
     assert len(unmatched) <= max(1, len(boxes) // 20)
+
+
+def freeze_batchnorms(module: torch.nn.Module) -> None:
+    """Swap BatchNorm2d for FrozenBatchNorm2d in place, as torchvision builds the trunks of its
+    pretrained v1 detectors (a random-init torchvision detector has plain BatchNorm2d)."""
+    for name, child in module.named_children():
+        if isinstance(child, torch.nn.BatchNorm2d):
+            setattr(module, name, FrozenBatchNorm2d(child.num_features))
+        else:
+            freeze_batchnorms(child)

@@ -5,6 +5,8 @@ import torch
 from torchvision.models import detection as tvd
 from torchvision.ops.misc import FrozenBatchNorm2d
 
+from detection_match import freeze_batchnorms
+
 from objdet import cli
 from objdet.engine import checkpoint
 from objdet.errors import CheckpointError
@@ -17,20 +19,11 @@ TV_LIMITS = dict(rpn_pre_nms_top_n_test=300, rpn_post_nms_top_n_test=100, box_de
 OUR_LIMITS = dict(rpn_pre_nms_top_n=(2000, 300), rpn_post_nms_top_n=(2000, 100), detections_per_img=30)
 
 
-def _freeze_bn(module: torch.nn.Module) -> None:
-    """Swap BatchNorm2d for FrozenBatchNorm2d, as torchvision does for its pretrained v1 trunks."""
-    for name, child in module.named_children():
-        if isinstance(child, torch.nn.BatchNorm2d):
-            setattr(module, name, FrozenBatchNorm2d(child.num_features))
-        else:
-            _freeze_bn(child)
-
-
 def _torchvision_model(arch: str, **kw) -> torch.nn.Module:
     torch.manual_seed(0)
     model = getattr(tvd, arch)(weights=None, weights_backbone=None, **SIZE, **TV_LIMITS, **kw)
     if not arch.endswith("_v2"):
-        _freeze_bn(model.backbone.body)
+        freeze_batchnorms(model.backbone.body)
     with torch.no_grad():  # non-trivial norm statistics so that a wrongly mapped buffer shows
         for m in model.modules():
             if isinstance(m, (torch.nn.BatchNorm2d, FrozenBatchNorm2d)):
@@ -72,7 +65,6 @@ def test_same_outputs_as_torchvision(arch, kw):
 def test_fused_inference_keeps_the_outputs():
     """Frozen norms folded into the convs and channels-last: the same features and detections up to float
     rounding (relative 1e-5 on features of magnitude ~1e3 with random weights)."""
-    from objdet.norm import FrozenBatchNorm2d as OurFrozenBN
 
     tv = _torchvision_model("fasterrcnn_resnet50_fpn", num_classes=5)
     ours = from_torchvision("fasterrcnn_resnet50_fpn", tv.state_dict(), frozen_bn_eps=1e-5, **SIZE, **OUR_LIMITS).eval()

@@ -6,7 +6,7 @@ from torchvision.models import detection as tvd
 from torchvision.models.detection._utils import overwrite_eps
 from torchvision.ops.misc import FrozenBatchNorm2d
 
-from detection_match import assert_same_detections
+from detection_match import assert_same_detections, freeze_batchnorms
 
 from objdet.errors import ConfigError
 from objdet.norm import FrozenBatchNorm2d as OurFrozenBN
@@ -15,21 +15,12 @@ from objdet.weights.torchvision import from_torchvision
 SIZE = dict(min_size=192, max_size=192)
 
 
-def _freeze_bn(module: torch.nn.Module) -> None:
-    """Swap BatchNorm2d for FrozenBatchNorm2d, as torchvision's pretrained path builds the v1 trunks."""
-    for name, child in module.named_children():
-        if isinstance(child, torch.nn.BatchNorm2d):
-            setattr(module, name, FrozenBatchNorm2d(child.num_features))
-        else:
-            _freeze_bn(child)
-
-
 def _released_like_retinanet() -> torch.nn.Module:
     """torchvision's RetinaNet v1 as it runs released weights (frozen trunk norms, eps 0), with tiny
     running variances (and weights scaled to match) so that eps 1e-5 against 0 changes the outputs."""
     torch.manual_seed(0)
     model = tvd.retinanet_resnet50_fpn(weights=None, weights_backbone=None, num_classes=5, **SIZE)
-    _freeze_bn(model.backbone.body)
+    freeze_batchnorms(model.backbone.body)
     overwrite_eps(model, 0.0)
     g = torch.Generator().manual_seed(1)
     with torch.no_grad():
