@@ -4,11 +4,10 @@ import pytest
 import torch
 from effdet import create_model_from_config, get_efficientdet_config
 
-from one_stage_helpers import two_object_shapes_image
+from one_stage_helpers import assert_finds_every_object, two_object_shapes_image
 
 import objdet
 from objdet import from_effdet
-from objdet.boxes import box_iou
 from objdet.detectors.efficientdet import efficientdet
 from objdet.errors import ConfigError
 
@@ -76,9 +75,4 @@ def test_tiny_efficientdet_overfits_one_shapes_image(one_thread):
     model.eval()
     with torch.no_grad():
         out = model([image])[0]
-    # the best detections, one per object, find every object with its class, confidently
-    top = torch.arange(len(target["boxes"]))
-    assert (out["scores"][top] > 0.5).all()
-    for box, label in zip(target["boxes"], target["labels"]):
-        same = out["labels"][top] == label
-        assert box_iou(box[None], out["boxes"][top][same]).max() > 0.5
+    assert_finds_every_object(out, target)

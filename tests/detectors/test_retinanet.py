@@ -4,11 +4,10 @@ import pytest
 import torch
 from torchvision.models.detection import retinanet_resnet50_fpn, retinanet_resnet50_fpn_v2
 
-from one_stage_helpers import two_object_shapes_image
+from one_stage_helpers import assert_finds_every_object, two_object_shapes_image
 
 import objdet
 from objdet import from_torchvision
-from objdet.boxes import box_iou
 from objdet.errors import AnnotationError, ConfigError
 
 TARGETS = [
@@ -86,12 +85,7 @@ def test_tiny_retinanet_overfits_one_shapes_image(one_thread):
     model.eval()
     with torch.no_grad():
         out = model([image])[0]
-    # the best detections, one per object, find every object with its class, confidently
-    top = torch.arange(len(target["boxes"]))
-    assert (out["scores"][top] > 0.5).all()
-    for box, label in zip(target["boxes"], target["labels"]):
-        same = out["labels"][top] == label
-        assert box_iou(box[None], out["boxes"][top][same]).max() > 0.5
+    assert_finds_every_object(out, target)
 
 
 def test_fuse_for_inference_keeps_detections(one_thread):
