@@ -20,7 +20,7 @@ from objdet.engine.trainer import TrainConfig, Trainer
 HERE = Path(__file__).parent
 
 WORKER = """
-import json, sys, torch
+import json, os, sys, torch
 sys.path.insert(0, {here!r})
 from engine_toys import ToyDetector
 from objdet.data.shapes import ShapesDataset
@@ -35,7 +35,13 @@ trainer = Trainer(ToyDetector(5, dropout=0.0), ShapesDataset("train", 10, 64), N
 trainer.fit()
 records = inference.predict(trainer.model, ShapesDataset("val", 7, 64), batch_size=2)
 if distributed.is_main():
-    json.dump({{"world": distributed.world_size(), "losses": losses, "records": records}}, open({result!r}, "w"))
+    with open({result!r}, "w") as f:
+        json.dump({{"world": distributed.world_size(), "losses": losses, "records": records}}, f)
+# torch 2.14's gloo teardown at interpreter exit intermittently aborts a finished process ("terminate
+# called without an active exception", about 1 run in 10 here, after all work is written); leave without
+# it. The abort is tracked in issue #6.
+distributed.barrier()
+os._exit(0)
 """
 
 
