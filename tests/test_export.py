@@ -33,16 +33,64 @@ def test_toy_detector_round_trip(tmp_path):
     _assert_same(model, path, torch.rand(3, 32, 32))
 
 
+def _assert_counts_vary(model, path, size, seeds=(1, 2)):
+    """Round trips on images other than the traced one (seed 0) whose detection counts all differ."""
+    counts = set()
+    for seed in seeds:
+        image = torch.rand(3, size, size, generator=torch.Generator().manual_seed(seed))
+        _assert_same(model, path, image)
+        counts.add(len(run_onnx(path, image)["boxes"]))
+    assert len(counts) == len(seeds)  # the detection count is not baked into the graph
+
+
+def _spread_scores(model, class_std=None, box_scale=1.0):
+    """Random-weight dense heads score every anchor at the prior (~0.01); a zero class bias (and optionally
+    wider class weights) spreads the scores so a threshold keeps an image-dependent number of them."""
+    class_conv = getattr(model.class_head.predict, "pointwise", model.class_head.predict)
+    box_conv = getattr(model.box_head.predict, "pointwise", model.box_head.predict)
+    with torch.no_grad():
+        class_conv.bias.zero_()
+        if class_std is not None:
+            class_conv.weight.normal_(0.0, class_std)
+        box_conv.weight.mul_(box_scale)
+
+
+def _measure_batchnorms(model, size, images=8):
+    """Batch-norm statistics measured on random images: with the default ones (mean 0, variance 1) a
+    random EfficientDet's features hardly depend on the image."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.reset_running_stats()
+            module.momentum = None  # a plain average over the calibration batch
+    target = {"boxes": torch.tensor([[8.0, 8.0, size / 2, size / 2]]), "labels": torch.tensor([1])}
+    model.train()
+    with torch.no_grad():
+        model([torch.rand(3, size, size) for _ in range(images)], [target] * images)
+    return model.eval()
+
+
 def test_faster_rcnn_round_trip_with_a_varying_number_of_detections(tmp_path):
     torch.manual_seed(0)
     model = zoo.build("faster_rcnn_r18_fpn", num_classes=3, min_size=96, max_size=96, score_thresh=0.3).eval()
-    path = export_onnx(model, tmp_path / "frcnn.onnx", (96, 96))
-    counts = set()
-    for seed in (1, 2):  # neither is the image the graph was traced on
-        image = torch.rand(3, 96, 96, generator=torch.Generator().manual_seed(seed))
-        _assert_same(model, path, image)
-        counts.add(len(run_onnx(path, image)["boxes"]))
-    assert len(counts) == 2  # the detection count is not baked into the graph
+    _assert_counts_vary(model, export_onnx(model, tmp_path / "frcnn.onnx", (96, 96)), 96)
+
+
+def test_retinanet_round_trip_with_a_varying_number_of_detections(tmp_path):
+    torch.manual_seed(0)
+    # 25 candidates per level: the P4 level has more than 25 scores above the threshold on some of these
+    # images and fewer on others, so a top-k count frozen at export would break the graph
+    model = zoo.build("retinanet_r18_fpn", num_classes=3, min_size=128, max_size=128, score_thresh=0.7,
+                      candidates=25).eval()
+    _spread_scores(model, class_std=1.0)
+    _assert_counts_vary(model, export_onnx(model, tmp_path / "retinanet.onnx", (128, 128)), 128)
+
+
+def test_efficientdet_round_trip_with_a_varying_number_of_detections(tmp_path):
+    torch.manual_seed(0)
+    model = _measure_batchnorms(zoo.build("efficientdet_d0", num_classes=3, image_size=128, score_thresh=0.65), 128)
+    # effdet's anchors reach 5x the image: small box deltas keep float error in the boxes under 1e-3
+    _spread_scores(model, box_scale=0.01)
+    _assert_counts_vary(model, export_onnx(model, tmp_path / "effdet.onnx", (128, 128)), 128)
 
 
 def test_export_command_checks_its_file(tmp_path, monkeypatch, capsys):

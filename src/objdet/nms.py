@@ -24,6 +24,14 @@ def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: floa
     return torchvision.ops.batched_nms(boxes, scores, idxs, iou_threshold)
 
 
+def clamped_k(values: Tensor, k: int, dim: int = 0) -> int | Tensor:
+    """``min(k, values.shape[dim])``, the largest valid top-k count; while tracing (ONNX export) a graph
+    value rather than a Python int, so a data-dependent size is not frozen into the exported graph."""
+    if not torch.jit.is_tracing():
+        return min(k, values.shape[dim])
+    return torch._shape_as_tensor(values)[dim].clamp(max=k)
+
+
 def topk_per_level(scores: Tensor, level_sizes: Sequence[int], k: int) -> Tensor:
     """Indices into the last axis of ``scores [..., N]`` of the ``k`` best scores of each pyramid level.
 

@@ -18,7 +18,7 @@ from objdet.detectors.two_stage import check_targets
 from objdet.errors import ConfigError
 from objdet.losses import huber_loss, sigmoid_focal_loss, smooth_l1_loss
 from objdet.matching import Matcher
-from objdet.nms import batched_nms
+from objdet.nms import batched_nms, clamped_k
 from objdet.norm import fold_frozen_batchnorms
 from objdet.transform import DetectionTransform
 
@@ -140,14 +140,16 @@ class DensePostprocess:
                 for n in level_sizes:
                     scores = torch.sigmoid(flat[start:start + n * num_classes])
                     idx = torch.where(scores > self.score_thresh)[0]
-                    picked.append(idx[scores[idx].topk(min(self.candidates, len(idx))).indices] + start)
+                    picked.append(idx[scores[idx].topk(clamped_k(idx, self.candidates)).indices] + start)
                     start += n * num_classes
                 idx = torch.cat(picked)
             else:
                 idx = top_logits(logit, self.candidates)
                 idx = idx[torch.sigmoid(flat[idx]) > self.score_thresh]
-            scores, order = torch.sigmoid(flat[idx]).sort(descending=True, stable=True)
-            idx = idx[order]
+            scores = torch.sigmoid(flat[idx])
+            if not torch.jit.is_tracing():  # the prefix NMS in `_nms` needs candidates by decreasing score
+                scores, order = scores.sort(descending=True, stable=True)
+                idx = idx[order]
             anchor_idx, labels = idx // num_classes, idx % num_classes + self.label_offset
             boxes = clip_boxes(self.box_coder.decode(delta[anchor_idx], anchors[anchor_idx]), size)
             keep = self._nms(boxes, scores, labels)
@@ -155,14 +157,15 @@ class DensePostprocess:
             results.append({"boxes": boxes[keep], "scores": scores[keep], "labels": labels[keep]})
         return results
 
-
     def _nms(self, boxes: Tensor, scores: Tensor, labels: Tensor) -> Tensor:
-        """Per-class NMS of score-sorted candidates, keeping `detections_per_img`.
+        """Per-class NMS of the candidates (score-sorted in eager mode), keeping `detections_per_img`.
 
         Greedy NMS keeps a box or not from higher-scored boxes alone, so NMS over the best m
         candidates gives the same first detections as over all; m grows until the cap is filled.
         """
         cap, m = self.detections_per_img, 4 * self.detections_per_img
+        if torch.jit.is_tracing():  # one NMS over all candidates: the loop's sizes would be frozen into an export
+            return batched_nms(boxes, scores, labels, self.nms_thresh)[:cap]
         while True:
             keep = batched_nms(boxes[:m], scores[:m], labels[:m], self.nms_thresh)
             if len(keep) >= cap or m >= len(scores):
