@@ -14,6 +14,7 @@ from objdet import cli, zoo  # noqa: E402
 from objdet.engine import checkpoint  # noqa: E402
 from objdet.errors import ConfigError  # noqa: E402
 from objdet.export import export_onnx, output_names, run_onnx  # noqa: E402
+from objdet.roi import MultiLevelRoIPooler  # noqa: E402
 
 
 def _assert_same(model, path, image):
@@ -91,6 +92,22 @@ def test_efficientdet_round_trip_with_a_varying_number_of_detections(tmp_path):
     # effdet's anchors reach 5x the image: small box deltas keep float error in the boxes under 1e-3
     _spread_scores(model, box_scale=0.01)
     _assert_counts_vary(model, export_onnx(model, tmp_path / "effdet.onnx", (128, 128)), 128)
+
+
+def _spread_roi_levels(model, canonical_scale=32.0):
+    """RoIs of a small test image all pool from P2 at the canonical 224 px; a smaller canonical size spreads
+    them over the levels, so the export's per-level selection is exercised."""
+    for module in model.modules():
+        if isinstance(module, MultiLevelRoIPooler):
+            module.canonical_scale = canonical_scale
+
+
+@pytest.mark.parametrize("arch", ["mask_rcnn_r18_fpn", "keypoint_rcnn_r18_fpn"])
+def test_mask_and_keypoint_rcnn_round_trip_with_a_varying_number_of_detections(tmp_path, arch):
+    torch.manual_seed(0)
+    model = zoo.build(arch, num_classes=3, min_size=96, max_size=96, score_thresh=0.4).eval()
+    _spread_roi_levels(model)
+    _assert_counts_vary(model, export_onnx(model, tmp_path / f"{arch}.onnx", (96, 96)), 96)
 
 
 def test_export_command_checks_its_file(tmp_path, monkeypatch, capsys):

@@ -204,3 +204,18 @@ def test_multilevel_pooler_other_kinds_use_the_same_levels():
                                           1.0 if kind.startswith("warp") else scale, 2, False)
                 expected = avg if kind == "warp_avg" else mx
             torch.testing.assert_close(out[k:k + 1], expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.filterwarnings("ignore")  # tracer warnings: the features and image sizes are frozen, as intended
+def test_traced_multilevel_pooler_keeps_the_roi_count_dynamic():
+    """The tracing (ONNX export) branch: traced on 12 RoIs, the graph pools 5 others like torchvision does."""
+    image_sizes = [(520, 470)]
+    feats, boxes = _fpn_inputs(image_sizes, seed=3)
+    _, other = _fpn_inputs(image_sizes, seed=4)
+    other = other[0][:5]
+    assert len(set(assign_levels(other, 2, 5).tolist())) >= 3  # the selection picks among several levels
+    pooler = MultiLevelRoIPooler(7, 2)
+    traced = torch.jit.trace(lambda b: pooler(list(feats.values()), [b], image_sizes), (boxes[0],),
+                             check_trace=False)
+    expected = torchvision.ops.MultiScaleRoIAlign(["0", "1", "2", "3"], 7, 2)(feats, [other], image_sizes)
+    torch.testing.assert_close(traced(other), expected, rtol=0, atol=0)

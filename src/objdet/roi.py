@@ -163,10 +163,16 @@ def infer_scales(features: Sequence[Tensor], image_sizes: Sequence[tuple[int, in
 
 def boxes_to_rois(boxes: Sequence[Tensor]) -> Tensor:
     """Per-image box lists -> one ``[K, 5]`` tensor of ``(batch_index, x1, y1, x2, y2)`` rows."""
-    ref = boxes[0]
-    index = torch.cat([torch.full((len(b), 1), float(i), dtype=ref.dtype, device=ref.device)
-                       for i, b in enumerate(boxes)])
+    index = torch.cat([torch.full_like(b[:, :1], float(i)) for i, b in enumerate(boxes)])  # traceable sizes
     return torch.cat([index, torch.cat(list(boxes))], dim=1)
+
+
+def split_per_image(values: Tensor, boxes: Sequence[Tensor]) -> tuple[Tensor, ...]:
+    """Rows of ``values`` (one per row of ``boxes_to_rois(boxes)``) split back per image. A single image
+    takes every row without reading its box count, so an ONNX trace does not freeze that count."""
+    if len(boxes) == 1:
+        return (values,)
+    return values.split([len(b) for b in boxes])
 
 
 class MultiLevelRoIPooler(nn.Module):
@@ -212,6 +218,12 @@ class MultiLevelRoIPooler(nn.Module):
         k_max = int(-math.log2(scales[-1]))
         levels = assign_levels(rois[:, 1:], k_min, k_max, self.canonical_scale,
                                self.canonical_level) - k_min
+        if torch.jit.is_tracing():  # ONNX export: every RoI at every level, each keeps its own level's
+            pooled = [self.pool(feature, rois, scale) for feature, scale in zip(features, scales)]
+            out = pooled[0]
+            for level, feature_pooled in enumerate(pooled[1:], start=1):
+                out = torch.where((levels == level)[:, None, None, None], feature_pooled, out)
+            return out
         ref = features[0]
         out = ref.new_zeros((len(rois), ref.shape[1], *self.output_size))
         for level, (feature, scale) in enumerate(zip(features, scales)):

@@ -16,6 +16,7 @@ from objdet.losses import smooth_l1_loss
 from objdet.matching import FgBgSampler, Matcher
 from objdet.nms import batched_nms
 from objdet.norm import make_norm
+from objdet.roi import split_per_image
 
 
 class TwoFCHead(nn.Module):
@@ -169,11 +170,11 @@ class RoIBoxStage(nn.Module):
     ) -> list[dict[str, Tensor]]:
         """Decode every class's box, drop background, low scores and empty boxes, per-class NMS, keep the top N."""
         num_classes = logits.shape[1]
-        counts = [len(p) for p in proposals]
         boxes_all = self.box_coder.decode(deltas, torch.cat(proposals)).view(len(logits), num_classes, 4)
         scores_all = F.softmax(logits, -1)
         out = []
-        for boxes, scores, size in zip(boxes_all.split(counts), scores_all.split(counts), image_sizes):
+        for boxes, scores, size in zip(split_per_image(boxes_all, proposals), split_per_image(scores_all, proposals),
+                                      image_sizes):
             boxes = clip_boxes(boxes[:, 1:], size).reshape(-1, 4)
             labels = torch.arange(1, num_classes, device=logits.device).repeat(len(scores))
             scores = scores[:, 1:].reshape(-1)

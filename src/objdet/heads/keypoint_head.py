@@ -4,6 +4,7 @@ decoded to (x, y, score) per keypoint."""
 
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 import torch
@@ -11,6 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from objdet.heads.box_head import RoISamples
+from objdet.roi import split_per_image
 
 
 class KeypointHead(nn.Module):
@@ -56,22 +58,48 @@ def keypoint_loss(logits: Tensor, target_index: Tensor, valid: Tensor) -> Tensor
     return F.cross_entropy(flat, target_index[valid])
 
 
+def _decode_roi(heatmap: Tensor, box: Tensor, size: Tensor, h: int, w: int) -> tuple[Tensor, Tensor]:
+    """One RoI's [K, S, S] heatmaps resized bicubically to h x w cells over `box` (`size` its clamped width,
+    height): the argmax cell's centre as (x, y, 1) per keypoint [K, 3] and its logit as the score [K]."""
+    up = F.interpolate(heatmap[None], size=(h, w), mode="bicubic", align_corners=False)[0].flatten(1)
+    best = up.argmax(1)
+    px, py = best % w, best // w
+    x = (px.to(heatmap.dtype) + 0.5) * (size[0] / float(w)) + box[0]
+    y = (py.to(heatmap.dtype) + 0.5) * (size[1] / float(h)) + box[1]
+    score = up.gather(1, best[:, None])[:, 0]
+    return torch.stack([x, y, torch.ones_like(x)], 1), score
+
+
+def _decode_rois(heatmaps: Tensor, boxes: Tensor, sizes: Tensor, cells: Tensor) -> tuple[Tensor, Tensor]:
+    """`_decode_roi` over every RoI, in a loop TorchScript can compile as a loop (for ONNX export, where the
+    RoI count and each resize's size are data)."""
+    r, k = heatmaps.shape[0], heatmaps.shape[1]
+    xy = heatmaps.new_zeros((0, k, 3))
+    scores = heatmaps.new_zeros((0, k))
+    for i in range(r):
+        roi_xy, roi_scores = _decode_roi(heatmaps[i], boxes[i], sizes[i], int(cells[i, 1]), int(cells[i, 0]))
+        xy = torch.cat([xy, roi_xy[None]])
+        scores = torch.cat([scores, roi_scores[None]])
+    return xy, scores
+
+
+@functools.cache
+def _scripted_decode_rois() -> torch.jit.ScriptFunction:
+    """`_decode_rois` compiled by TorchScript, once, on the first ONNX export of a keypoint model."""
+    return torch.jit.script(_decode_rois)
+
+
 def heatmaps_to_keypoints(heatmaps: Tensor, boxes: Tensor) -> tuple[Tensor, Tensor]:
     """Decode [R, K, S, S] heatmaps: resize each RoI's maps bicubically to the box's (ceil) pixel size,
     take the argmax cell's centre as (x, y) and its logit as the score. Returns ([R, K, 3], [R, K])."""
-    r, k = heatmaps.shape[:2]
-    xy = heatmaps.new_zeros((r, k, 3))
-    scores = heatmaps.new_zeros((r, k))
     sizes = (boxes[:, 2:] - boxes[:, :2]).clamp(min=1)
-    cells = sizes.ceil()
-    for i, (w, h) in enumerate(cells.long().tolist()):  # one resize per RoI: the target size differs per box
-        up = F.interpolate(heatmaps[i : i + 1], size=(h, w), mode="bicubic", align_corners=False)[0]
-        best = up.flatten(1).argmax(1)
-        px, py = best % w, best // w
-        xy[i, :, 0] = (px.to(xy.dtype) + 0.5) * (sizes[i, 0] / w) + boxes[i, 0]
-        xy[i, :, 1] = (py.to(xy.dtype) + 0.5) * (sizes[i, 1] / h) + boxes[i, 1]
-        scores[i] = up[torch.arange(k, device=up.device), py, px]
-    xy[..., 2] = 1
+    cells = sizes.ceil().long()
+    if torch.jit.is_tracing():  # ONNX export: a Python loop would freeze the RoI count and resize sizes
+        return _scripted_decode_rois()(heatmaps, boxes, sizes, cells)
+    xy = heatmaps.new_zeros((len(heatmaps), heatmaps.shape[1], 3))
+    scores = heatmaps.new_zeros(heatmaps.shape[:2])
+    for i, (w, h) in enumerate(cells.tolist()):  # one resize per RoI: the target size differs per box
+        xy[i], scores[i] = _decode_roi(heatmaps[i], boxes[i], sizes[i], h, w)
     return xy, scores
 
 
@@ -102,6 +130,6 @@ class KeypointStage(nn.Module):
             return {"loss_keypoint": keypoint_loss(logits, index, valid)}
         boxes = [d["boxes"] for d in detections]
         logits = self.head(self.pooler(features, boxes, image_sizes))
-        for d, lg, b in zip(detections, logits.split([len(b) for b in boxes]), boxes):
+        for d, lg, b in zip(detections, split_per_image(logits, boxes), boxes):
             d["keypoints"], d["keypoints_scores"] = heatmaps_to_keypoints(lg, b)
         return {}

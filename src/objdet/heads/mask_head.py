@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from objdet.heads.box_head import RoISamples
 from objdet.norm import make_norm
-from objdet.roi import roi_align
+from objdet.roi import roi_align, split_per_image
 
 
 class FCNMaskHead(nn.Module):
@@ -92,7 +92,7 @@ def _axis_weights(start: Tensor, end: Tensor, in_size: int, out_size: int) -> Te
     i0 = i0.long()
     i1 = (i0 + 1).clamp(max=in_size - 1)
     valid = ((u >= 0) & (u <= (end - start)[:, None].float())).float()
-    weights = torch.zeros(len(start), out_size, in_size, device=start.device)
+    weights = torch.zeros_like(u)[..., None].repeat(1, 1, in_size)  # sized from a tensor: traceable
     weights.scatter_add_(2, i0[..., None], ((1 - lam) * valid)[..., None])
     weights.scatter_add_(2, i1[..., None], (lam * valid)[..., None])
     return weights
@@ -143,6 +143,6 @@ class MaskStage(nn.Module):
         boxes = [d["boxes"] for d in detections]
         logits = self.head(self.pooler(features, boxes, image_sizes))
         probs = mask_probs(logits, torch.cat([d["labels"] for d in detections]), self.softmax)
-        for d, p in zip(detections, probs.split([len(b) for b in boxes])):
+        for d, p in zip(detections, split_per_image(probs, boxes)):
             d["masks"] = p
         return {}
