@@ -83,7 +83,11 @@ def test_retinanet_round_trip_with_a_varying_number_of_detections(tmp_path):
     model = zoo.build("retinanet_r18_fpn", num_classes=3, min_size=128, max_size=128, score_thresh=0.7,
                       candidates=25).eval()
     _spread_scores(model, class_std=1.0)
-    _assert_counts_vary(model, export_onnx(model, tmp_path / "retinanet.onnx", (128, 128)), 128)
+    path = export_onnx(model, tmp_path / "retinanet.onnx", (128, 128))
+    _assert_counts_vary(model, path, 128)
+    grey = torch.full((3, 128, 128), 0.5)
+    _assert_same(model, path, grey)
+    assert len(run_onnx(path, grey)["boxes"]) == 0  # the case without any detection runs through the graph too
 
 
 def test_efficientdet_round_trip_with_a_varying_number_of_detections(tmp_path):
@@ -107,7 +111,11 @@ def test_mask_and_keypoint_rcnn_round_trip_with_a_varying_number_of_detections(t
     torch.manual_seed(0)
     model = zoo.build(arch, num_classes=3, min_size=96, max_size=96, score_thresh=0.4).eval()
     _spread_roi_levels(model)
-    _assert_counts_vary(model, export_onnx(model, tmp_path / f"{arch}.onnx", (96, 96)), 96)
+    path = export_onnx(model, tmp_path / f"{arch}.onnx", (96, 96))
+    _assert_counts_vary(model, path, 96)
+    grey = torch.full((3, 96, 96), 0.5)
+    _assert_same(model, path, grey)
+    assert len(run_onnx(path, grey)["boxes"]) == 0  # the case without any detection runs through the graph too
 
 
 def test_export_command_checks_its_file(tmp_path, monkeypatch, capsys):
