@@ -6,7 +6,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from objdet.errors import ConfigError
-from objdet.nms import batched_nms, nms, topk_per_level
+from objdet.nms import batched_nms, clamped_k, nms, topk_per_level
 
 
 def py_iou(a, b):
@@ -121,3 +121,18 @@ def test_topk_per_level_batched_rows_match_single_rows():
 def test_topk_per_level_rejects_sizes_that_do_not_add_up():
     with pytest.raises(ConfigError, match="add up"):
         topk_per_level(torch.zeros(10), [4, 5], 3)
+
+
+@pytest.mark.filterwarnings("ignore")  # tracer warnings about the threshold's Python value
+def test_clamped_k_keeps_a_traced_top_k_count_dynamic():
+    """Top-5 of the scores above 0.5, traced where more than 5 pass: the graph still runs where fewer pass."""
+
+    def best_above_half(scores):
+        passed = scores[scores > 0.5]
+        return passed.topk(clamped_k(passed, 5)).values
+
+    many, few = torch.linspace(0, 1, 20), torch.tensor([0.9, 0.1, 0.7, 0.2])
+    assert clamped_k(many, 5) == 5 and clamped_k(few[few > 0.5], 5) == 2  # eager: min(k, size)
+    traced = torch.jit.trace(best_above_half, (many,), check_trace=False)
+    assert torch.equal(traced(few), torch.tensor([0.9, 0.7]))
+    assert torch.equal(traced(many), torch.sort(many[many > 0.5], descending=True).values[:5])
