@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 
 from engine_toys import ToyDetector
 from objdet.data.shapes import ShapesDataset
@@ -20,7 +21,15 @@ from objdet.engine.trainer import TrainConfig, Trainer
 HERE = Path(__file__).parent
 
 WORKER = """
-import json, os, sys, torch
+import atexit, json, os, sys, torch
+
+def gloo_threads_left():  # registered first, so it runs after objdet's own exit hook
+    tasks = "/proc/self/task"
+    names = [open(f"{{tasks}}/{{t}}/comm").read().strip() for t in os.listdir(tasks)] if os.path.isdir(tasks) else None
+    with open({threads!r}.format(os.environ["RANK"]), "w") as f:
+        json.dump(names, f)
+
+atexit.register(gloo_threads_left)
 sys.path.insert(0, {here!r})
 from engine_toys import ToyDetector
 from objdet.data.shapes import ShapesDataset
@@ -37,20 +46,19 @@ records = inference.predict(trainer.model, ShapesDataset("val", 7, 64), batch_si
 if distributed.is_main():
     with open({result!r}, "w") as f:
         json.dump({{"world": distributed.world_size(), "losses": losses, "records": records}}, f)
-# torch 2.14's gloo teardown at interpreter exit intermittently aborts a finished process ("terminate
-# called without an active exception", about 1 run in 10 here, after all work is written); leave without
-# it. The abort is tracked in issue #6.
-distributed.barrier()
-os._exit(0)
 """
 
 
 def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
     script = tmp_path / "worker.py"
-    script.write_text(WORKER.format(here=str(HERE), out=str(tmp_path / "ddp"), result=str(tmp_path / "ddp.json")))
+    script.write_text(WORKER.format(here=str(HERE), out=str(tmp_path / "ddp"), result=str(tmp_path / "ddp.json"),
+                                    threads=str(tmp_path / "threads-{}.json")))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", str(script)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    for r in range(2):  # the process group was destroyed at exit, joining gloo's threads (issue #6)
+        names = json.loads((tmp_path / f"threads-{r}.json").read_text())
+        assert names is None or not [n for n in names if "gloo" in n], names
     ddp = json.loads((tmp_path / "ddp.json").read_text())
     assert ddp["world"] == 2
     logged = [json.loads(line)["step"] for line in (tmp_path / "ddp" / "log.jsonl").read_text().splitlines()]
@@ -82,3 +90,17 @@ def test_shards_partition_each_global_batch():
     assert set(i for b in one for i in b) == set(range(11))  # every sample, the last batch padded by wrap-around
     resumed = list(distributed.ShardedBatchSampler(11, 4, seed=3, epoch=1, start_step=2, rank_=0, world=1))
     assert resumed == one[2:]
+
+
+def test_exit_hook_destroys_the_group_unless_an_uncaught_exception_is_ending_the_process(monkeypatch):
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    try:
+        monkeypatch.setattr(sys, "last_value", RuntimeError("crashed"), raising=False)
+        distributed._shutdown_at_exit()
+        assert dist.is_initialized()  # a crashing process must not wait on a peer stuck in a collective
+        monkeypatch.setattr(sys, "last_value", None)
+        distributed._shutdown_at_exit()
+        assert not dist.is_initialized()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()

@@ -7,12 +7,18 @@ a run on N processes sees the same global batches as one process with N times th
 
 from __future__ import annotations
 
+import atexit
 import math
 import os
+import sys
 from typing import Any, Iterator
 
 import torch
 import torch.distributed as dist
+# Imported before any process group exists on purpose: its functions take `group=group.WORLD` as a
+# default argument, so importing it later (DDP does, through torch._dynamo) pins the group for good
+# and `shutdown` could never join gloo's threads (issue #6).
+import torch.distributed.nn.functional  # noqa: F401
 from torch import nn
 from torch.utils.data import Sampler
 
@@ -28,9 +34,28 @@ def init_from_env(device: str = "cpu") -> torch.device:
         if cuda:
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         dist.init_process_group(backend="nccl" if cuda else "gloo")
+        atexit.register(_shutdown_at_exit)
     if device.startswith("cuda") and world > 1:
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     return torch.device(device)
+
+
+def shutdown() -> None:
+    """Destroy the process group, which joins gloo's worker threads while the interpreter is still alive.
+
+    A gloo thread that drops the last reference to a finished collective frees tensors created in
+    Python, which takes the GIL; once the interpreter is finalizing that kills the thread inside a C++
+    destructor and aborts the process (SIGABRT, issue #6). Nothing may still hold the group (a DDP
+    wrapper does: the trainer drops its own when `fit` ends), else destroying it joins nothing.
+    """
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def _shutdown_at_exit() -> None:
+    # An uncaught exception leaves at once: a collective still in flight with a peer could block the join.
+    if getattr(sys, "last_value", None) is None:
+        shutdown()
 
 
 def rank() -> int:

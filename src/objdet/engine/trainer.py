@@ -251,7 +251,8 @@ class Trainer:
         self.device = distributed.init_from_env(config.device)
         seed_everything(config.seed)
         self.model = model.to(self.device)
-        self.ddp_model = distributed.wrap(self.model, self.device)
+        # wrapping now copies rank 0's initial weights to every process before the EMA copies them
+        self.ddp_model: nn.Module | None = distributed.wrap(self.model, self.device)
         self.train_set, self.val_set = train_set, val_set
         self.arch, self.model_config = arch, dict(model_config or {})
         self.step_hook = step_hook
@@ -355,6 +356,8 @@ class Trainer:
         total = self.steps_per_epoch * c.epochs
         log = _RunLog(self.out, distributed.is_main(), c.progress, total, self.step)
         status = "finished"
+        if self.ddp_model is None:
+            self.ddp_model = distributed.wrap(self.model, self.device)
         try:
             with self._graceful_interrupt():
                 while self.epoch < c.epochs:
@@ -372,6 +375,7 @@ class Trainer:
                     log.message(f"interrupted at step {self.step}; saved {self.out / 'last.pt'} (resume with --resume)")
         finally:
             log.close()
+            self.ddp_model = None  # DDP holds the process group: release it so distributed.shutdown joins gloo's threads
         return {"status": status, "epoch": self.epoch, "step": self.step,
                 "metrics": self.history[-1] if self.history else None}
 
