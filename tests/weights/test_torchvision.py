@@ -80,9 +80,22 @@ def test_fused_inference_keeps_the_outputs():
     assert after["P2"].is_contiguous(memory_format=torch.channels_last)
     for key in before:
         torch.testing.assert_close(after[key], before[key], atol=1e-5 * before[key].abs().max().item(), rtol=0)
-    assert torch.equal(got["labels"], expected["labels"])
-    torch.testing.assert_close(got["boxes"], expected["boxes"], atol=0.1, rtol=0)
-    torch.testing.assert_close(got["scores"], expected["scores"], atol=1e-3, rtol=0)
+    # Random weights saturate many scores at 1.0; among such ties, rounding decides which box NMS keeps,
+    # so one saturated detection may differ. Every other detection must have its twin on the other side.
+    assert _unmatched(got, expected) <= 1 and _unmatched(expected, got) <= 1
+
+
+def _unmatched(a: dict, b: dict) -> int:
+    """Detections of `a` without a twin in `b` (same label, box within 0.1, score within 1e-3); fails on
+    an unmatched one that is not a saturated tie."""
+    missing = 0
+    for box, score, label in zip(a["boxes"], a["scores"], a["labels"]):
+        twin = ((b["labels"] == label) & ((b["boxes"] - box).abs().amax(1) <= 0.1)
+                & ((b["scores"] - score).abs() <= 1e-3))
+        if not twin.any():
+            assert score > 1 - 1e-4, f"detection {box.tolist()} (score {score:.4f}) lost by fusion"
+            missing += 1
+    return missing
 
 
 def test_convert_command_writes_a_rebuildable_checkpoint(tmp_path):
