@@ -56,3 +56,11 @@ def test_c4_variant_runs_res5_on_the_rois():
         out = model.eval()(images)[0]
     assert out["boxes"].shape[1] == 4 and len(out["boxes"]) <= 100
     assert (out["boxes"][:, 2] <= 120).all() and (out["boxes"][:, 3] <= 100).all()
+
+
+@pytest.mark.parametrize("head", ["2fc", "4conv1fc"])
+def test_box_head_dim_sets_the_fully_connected_width(head):
+    model = build("faster_rcnn_r18_fpn", num_classes=3, box_head=head, box_head_dim=96)
+    linears = [m for m in model.box_stage.head.modules() if isinstance(m, torch.nn.Linear)]
+    assert linears and all(m.out_features == 96 for m in linears)
+    assert model.box_stage.predictor.cls_score.in_features == 96

@@ -164,6 +164,7 @@ class RCNNConfig:
     sampling_ratio: int = 2
     box_head: str = "2fc"
     box_head_norm: str | None = None
+    box_head_dim: int = 1024          # width of the box head's fully connected layers
     box_fg_iou: float = 0.5
     box_bg_iou: float = 0.5
     box_bg_iou_floor: float = 0.0
@@ -216,9 +217,9 @@ def make_box_stage(cfg: RCNNConfig, channels: int, head: nn.Module | None = None
     """RoI pooler, box head (2fc, 4conv1fc with `box_head_norm`, or a given module) and predictor."""
     pooler = MultiLevelRoIPooler(cfg.box_resolution, cfg.sampling_ratio, kind=cfg.roi_pooler)
     if head is None and cfg.box_head == "2fc":
-        head = TwoFCHead(channels, cfg.box_resolution)
+        head = TwoFCHead(channels, cfg.box_resolution, cfg.box_head_dim)
     elif head is None and cfg.box_head == "4conv1fc":
-        head = ConvFCHead(channels, cfg.box_resolution, norm=cfg.box_head_norm)
+        head = ConvFCHead(channels, cfg.box_resolution, fc=(cfg.box_head_dim,), norm=cfg.box_head_norm)
     elif head is None:
         raise ConfigError(f"unknown box_head {cfg.box_head!r}; choose '2fc' or '4conv1fc'")
     return RoIBoxStage(
