@@ -3,12 +3,13 @@
 Both sides are trained by objdet's Trainer (same seed, batch order, flips, optimiser, schedule) on
 voc:RACCOON:train (160 images) and scored with COCO AP on voc:RACCOON:test (40 images); only the
 model differs. torchvision's models are assembled to the objdet configs: ResNet-18 trunk with
-GroupNorm (from scratch), 128-channel FPN, the same anchors, RoI sampling and image size.
+BatchNorm (from scratch), 128-channel FPN, the same anchors, RoI sampling and image size. bfloat16
+autocast is on for both (the `objdet demo` recipe); --no-amp trains in float32.
 
     python bench/raccoon.py --arch faster_rcnn --impl objdet --epochs 12
-    python bench/raccoon.py --arch retinanet --impl torchvision --epochs 12
+    python bench/raccoon.py --arch retinanet --impl torchvision --epochs 12 --seed 1
 
-Each run appends one json line (arch, impl, epochs, seconds, AP, AP50) to --results.
+Each run appends one json line (arch, impl, seed, epochs, seconds, AP, AP50) to --results.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def torchvision_model(arch: str, size: int) -> nn.Module:
     from torchvision.models.detection.backbone_utils import BackboneWithFPN
     from torchvision.ops.feature_pyramid_network import LastLevelMaxPool, LastLevelP6P7
 
-    trunk = resnet18(weights=None, norm_layer=lambda c: nn.GroupNorm(32, c))
+    trunk = resnet18(weights=None)
     if arch == "faster_rcnn":
         layers = {"layer1": "0", "layer2": "1", "layer3": "2", "layer4": "3"}
         backbone = BackboneWithFPN(trunk, layers, [64, 128, 256, 512], 128, extra_blocks=LastLevelMaxPool())
@@ -50,9 +51,9 @@ def torchvision_model(arch: str, size: int) -> nn.Module:
 
 
 def objdet_model(arch: str, size: int) -> nn.Module:
-    """objdet's CPU-sized zoo entry with a GroupNorm trunk trained from scratch."""
+    """objdet's CPU-sized zoo entry with a BatchNorm trunk trained from scratch."""
     name = {"faster_rcnn": "faster_rcnn_r18_fpn", "retinanet": "retinanet_r18_fpn"}[arch]
-    return build(name, num_classes=1, backbone_norm="GN", trainable_layers=5, min_size=size, max_size=size)
+    return build(name, num_classes=1, backbone_norm="BN", trainable_layers=5, min_size=size, max_size=size)
 
 
 def main() -> None:
@@ -64,6 +65,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=256, help="image side after resizing (min = max size)")
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--lr", type=float, default=1e-3, help="AdamW, warm-up then cosine")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the weights, batch order and flips")
+    parser.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True, help="bfloat16 autocast")
     parser.add_argument("--out", default="runs/bench-raccoon")
     parser.add_argument("--results", default="runs/bench-raccoon/results.jsonl")
     args = parser.parse_args()
@@ -71,16 +74,16 @@ def main() -> None:
     train = open_dataset(f"voc:{args.root}:train")
     train.transforms = HorizontalFlip()
     test = open_dataset(f"voc:{args.root}:test")
-    seed_everything(0)
+    seed_everything(args.seed)
     model = objdet_model(args.arch, args.size) if args.impl == "objdet" else torchvision_model(args.arch, args.size)
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, optimizer="adamw", lr=args.lr,
                          weight_decay=0.05, warmup_iters=50, schedule="cosine", clip_grad_norm=10.0, eval_every=0,
-                         out=f"{args.out}/{args.arch}-{args.impl}", progress=False)
+                         amp=args.amp, seed=args.seed, out=f"{args.out}/{args.arch}-{args.impl}-{args.seed}", progress=False)
     start = time.time()
     Trainer(model, train, None, config).fit()
     seconds = time.time() - start
     stats = inference.evaluate(model, test, args.batch_size)["bbox"]
-    row = {"arch": args.arch, "impl": args.impl, "epochs": args.epochs, "size": args.size, "train_seconds": round(seconds),
+    row = {"arch": args.arch, "impl": args.impl, "seed": args.seed, "amp": args.amp, "epochs": args.epochs, "size": args.size, "train_seconds": round(seconds),
            "AP": round(stats["AP"], 4), "AP50": round(stats["AP50"], 4), "torch_threads": torch.get_num_threads()}
     Path(args.results).parent.mkdir(parents=True, exist_ok=True)
     with open(args.results, "a", encoding="utf-8") as f:
