@@ -25,12 +25,14 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default=_DEMO_MODEL, help=f"zoo model to train (default {_DEMO_MODEL})")
     p.add_argument("--out", help="run folder (default runs/demo-<model>-<time>)")
     p.add_argument("--seed", type=int, default=0, help="seed of the generated data set and of training")
-    p.add_argument("--epochs", type=int, default=4, help="training epochs")
-    p.add_argument("--train-images", type=int, default=384, help="generated training images")
+    p.add_argument("--epochs", type=int, default=3, help="training epochs")
+    p.add_argument("--train-images", type=int, default=2688, help="generated training images")
     p.add_argument("--val-images", type=int, default=64, help="held-out images (the `val` split) to score")
     p.add_argument("--image-size", type=int, default=128, help="side of the generated square images")
     p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate (cosine decay)")
+    p.add_argument("--lr", type=float, default=5e-4, help="AdamW learning rate (cosine decay)")
+    p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True,
+                   help="bfloat16 autocast (default on: about 1.5x faster on CPUs with AVX-512 BF16)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=_run_demo)
 
@@ -44,11 +46,15 @@ def _data_overrides(arch: str, dataset: Any) -> dict[str, Any]:
 
 
 def _demo_overrides(name: str, size: int) -> dict[str, Any]:
-    """Config for training from scratch at the demo's image size: GroupNorm trunks, every layer trainable."""
+    """Config for training from scratch at the demo's image size: every layer trainable; for the R-CNN
+    family a BatchNorm trunk (cheaper than GroupNorm on the CPU; batch 4 of 128 px images gives it enough
+    statistics) and anchors scaled to the image (8..128 px at 128), as the recipe runs in BENCHMARKS.md."""
     if name.startswith("efficientdet"):
         return {"image_size": size}
-    scratch = {"min_size": size, "max_size": size, "backbone_norm": "GN", "trainable_layers": 5}
-    return {**scratch, "head_norm": "GN"} if name.startswith("retinanet") else scratch
+    if name.startswith("retinanet"):
+        return {"min_size": size, "max_size": size, "backbone_norm": "GN", "head_norm": "GN", "trainable_layers": 5}
+    anchors = tuple(max(1, size // 16) * 2**i for i in range(5))
+    return {"min_size": size, "max_size": size, "backbone_norm": "BN", "trainable_layers": 5, "anchor_sizes": anchors}
 
 
 def _run_demo(args: argparse.Namespace) -> int:
@@ -77,7 +83,7 @@ def _run_demo(args: argparse.Namespace) -> int:
     model = build(args.model, **overrides)
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, optimizer="adamw", lr=args.lr,
                          weight_decay=0.05, warmup_iters=50, schedule="cosine", clip_grad_norm=10.0,
-                         eval_every=0, seed=args.seed, out=str(out), progress=not args.no_progress)
+                         amp=args.amp, eval_every=0, seed=args.seed, out=str(out), progress=not args.no_progress)
     print(f"training {args.model} from scratch on {len(train)} shapes images ({args.image_size} px), "
           f"{args.epochs} epochs")
     start = time.time()
