@@ -132,3 +132,21 @@ def test_demo_trains_scores_and_draws(tmp_path, capsys):
             ev.evaluate(), ev.accumulate(), ev.summarize()
     printed_ap = load_json(out / "metrics.json")["bbox"]["AP"]
     assert printed_ap == pytest.approx(ev.stats[0] if detections else 0.0, abs=1e-9)
+
+
+@pytest.mark.slow  # about 10 minutes; BENCHMARKS.md ("objdet demo") records the same run
+def test_demo_default_recipe_reaches_the_target(tmp_path):
+    """`objdet demo` with its defaults: bbox AP >= 0.5 on held-out shapes, scored again by pycocotools."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    from objdet.data.coco import dataset_to_coco
+
+    out = tmp_path / "demo"
+    assert cli.main(["demo", "--out", str(out), "--no-progress"]) == 0
+    gt = COCO()
+    gt.dataset = dataset_to_coco(ShapesDataset("val", length=64, image_size=128))
+    gt.createIndex()
+    ev = COCOeval(gt, gt.loadRes(load_json(out / "detections.json")), "bbox")
+    ev.evaluate(), ev.accumulate(), ev.summarize()
+    assert ev.stats[0] >= 0.5
