@@ -104,15 +104,16 @@ def test_user_errors_exit_with_a_message(toy_zoo, tmp_path, capsys):
     assert "--data" in capsys.readouterr().err
 
 
-def test_demo_trains_scores_and_draws(tmp_path, capsys):
-    import contextlib
-    import io
-
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
+def _demo_ap_by_pycocotools(out: Path, val: ShapesDataset) -> float | None:
+    """bbox AP of the demo's detections.json on its val split, scored by pycocotools (None: no detections)."""
+    from evaluation.pycoco import pycocotools_eval
     from objdet.data.coco import dataset_to_coco
 
+    detections = load_json(out / "detections.json")
+    return pycocotools_eval(dataset_to_coco(val), detections).stats[0] if detections else None
+
+
+def test_demo_trains_scores_and_draws(tmp_path, capsys):
     out = tmp_path / "demo"
     assert cli.main(["demo", "--out", str(out), "--epochs", "1", "--train-images", "4", "--val-images", "3",
                      "--image-size", "64", "--no-progress"]) == 0
@@ -122,31 +123,15 @@ def test_demo_trains_scores_and_draws(tmp_path, capsys):
     assert len(list((out / "predictions").glob("*.png"))) == 3
     assert (out / "plots" / "bbox" / "pr_all.png").exists()
     assert checkpoint.load(out / "last.pt")["arch"] == "faster_rcnn_r18_fpn"
-    gt = COCO()
-    gt.dataset = dataset_to_coco(ShapesDataset("val", length=3, image_size=64))
-    with contextlib.redirect_stdout(io.StringIO()):
-        gt.createIndex()
-        detections = load_json(out / "detections.json")
-        if detections:
-            ev = COCOeval(gt, gt.loadRes(detections), "bbox")
-            ev.evaluate(), ev.accumulate(), ev.summarize()
+    reference = _demo_ap_by_pycocotools(out, ShapesDataset("val", length=3, image_size=64))
     printed_ap = load_json(out / "metrics.json")["bbox"]["AP"]
-    assert printed_ap == pytest.approx(ev.stats[0] if detections else 0.0, abs=1e-9)
+    assert printed_ap == pytest.approx(0.0 if reference is None else reference, abs=1e-9)
 
 
 @pytest.mark.slow  # about 10 minutes; BENCHMARKS.md ("objdet demo") records the same run
 def test_demo_default_recipe_reaches_the_target(tmp_path):
     """`objdet demo` with its defaults: bbox AP >= 0.5 on held-out shapes, scored again by pycocotools."""
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
-    from objdet.data.coco import dataset_to_coco
-
     out = tmp_path / "demo"
     assert cli.main(["demo", "--out", str(out), "--no-progress"]) == 0
-    gt = COCO()
-    gt.dataset = dataset_to_coco(ShapesDataset("val", length=64, image_size=128))
-    gt.createIndex()
-    ev = COCOeval(gt, gt.loadRes(load_json(out / "detections.json")), "bbox")
-    ev.evaluate(), ev.accumulate(), ev.summarize()
-    assert ev.stats[0] >= 0.5
+    reference = _demo_ap_by_pycocotools(out, ShapesDataset("val", length=64, image_size=128))
+    assert reference is not None and reference >= 0.5

@@ -19,25 +19,7 @@ from objdet.errors import EvaluationError
 from objdet.evaluation.coco import evaluate, evaluate_coco
 
 from evaluation.cocogen import H, W, polygon, random_case
-
-def pycocotools_eval(gt: dict, dt: list, iou_type: str) -> COCOeval:
-    """The reference: pycocotools end to end (an empty result list is given as an empty result set)."""
-    with contextlib.redirect_stdout(io.StringIO()):
-        coco_gt = COCO()
-        coco_gt.dataset = copy.deepcopy(gt)
-        coco_gt.createIndex()
-        if dt:
-            coco_dt = coco_gt.loadRes(copy.deepcopy(dt))
-        else:
-            coco_dt = COCO()
-            coco_dt.dataset = {"images": gt["images"], "categories": gt["categories"], "annotations": []}
-            coco_dt.createIndex()
-        ev = COCOeval(coco_gt, coco_dt, iou_type)
-        ev.evaluate()
-        ev.accumulate()
-        ev.summarize()
-    return ev
-
+from evaluation.pycoco import pycocotools_eval
 
 def assert_same(gt: dict, dt: list, iou_type: str) -> None:
     ref = pycocotools_eval(gt, dt, iou_type)

@@ -2,36 +2,21 @@
 
 from __future__ import annotations
 
-import contextlib
-import copy
-import io
 
 import numpy as np
 import pytest
 from PIL import Image
-from pycocotools.coco import COCO
-from pycocotools.cocoeval import COCOeval
 
 from objdet.evaluation.coco import evaluate
 from objdet.evaluation.plots import best_f1, confusion_matrix, pr_curve, write_plots
 from evaluation.cocogen import random_case
-
-
-def _pycoco(gt: dict, dt: list) -> COCOeval:
-    with contextlib.redirect_stdout(io.StringIO()):
-        coco_gt = COCO()
-        coco_gt.dataset = copy.deepcopy(gt)
-        coco_gt.createIndex()
-        ev = COCOeval(coco_gt, coco_gt.loadRes(copy.deepcopy(dt)), "bbox")
-        ev.evaluate()
-        ev.accumulate()
-    return ev
+from evaluation.pycoco import pycocotools_eval
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_pr_curve_is_pycocotools_precision(seed):
     gt, dt = random_case(seed, 5, 3, 0.1, True)
-    ref = _pycoco(gt, dt)
+    ref = pycocotools_eval(gt, dt)
     ev = evaluate(gt, dt)
     for t, iou in ((0, 0.5), (5, 0.75)):
         for k in range(3):
@@ -46,7 +31,7 @@ def test_pr_curve_is_pycocotools_precision(seed):
 @pytest.mark.parametrize("seed", [3, 4, 5, 6])
 def test_best_f1_is_the_best_threshold_by_brute_force(seed):
     gt, dt = random_case(seed, 6, 2, 0.2, False)
-    ref = _pycoco(gt, dt)
+    ref = pycocotools_eval(gt, dt)
     got = best_f1(evaluate(gt, dt), 0.5)
     for k, cat in enumerate(gt["categories"]):
         # pycocotools' per-image results at IoU .5, area "all": matches, ignore flags and scores

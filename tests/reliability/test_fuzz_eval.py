@@ -4,9 +4,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import copy
-import io
 import math
 
 import numpy as np
@@ -14,13 +11,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pycocotools import mask as mask_utils
-from pycocotools.coco import COCO
-from pycocotools.cocoeval import COCOeval
 
 from objdet.cli import main
 from objdet.evaluation.coco import evaluate_coco
 from objdet.evaluation.voc import evaluate_voc
 from objdet.errors import EvaluationError
+
+from evaluation.pycoco import pycocotools_eval
 
 from .conftest import valid_coco
 from .corrupt import CORRUPTIONS, TRUNCATION, corrupt, json_text
@@ -81,18 +78,6 @@ def test_objdet_eval_exits_with_a_message_on_corrupted_files(tmp_path, capsys, g
         assert err.startswith("objdet eval: error:") and len(err.splitlines()) == 1, err
 
 
-def _pycocotools_segm_stats(gt: dict, dt: list) -> np.ndarray:
-    with contextlib.redirect_stdout(io.StringIO()):
-        coco = COCO()
-        coco.dataset = copy.deepcopy(gt)
-        coco.createIndex()
-        run = COCOeval(coco, coco.loadRes(copy.deepcopy(dt)), "segm")
-        run.evaluate()
-        run.accumulate()
-        run.summarize()
-    return run.stats
-
-
 @settings(max_examples=25, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1))
 def test_every_rle_pycocotools_writes_passes_the_run_length_check(seed):
@@ -110,5 +95,5 @@ def test_every_rle_pycocotools_writes_passes_the_run_length_check(seed):
           "annotations": [{"id": k + 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, w, h], "area": float(h * w),
                            "iscrowd": 0, "segmentation": rle()} for k in range(2)]}
     dt = [{"image_id": 1, "category_id": 1, "score": float(rng.random()), "segmentation": rle()} for _ in range(3)]
-    np.testing.assert_allclose(list(evaluate_coco(gt, dt, "segm").values()), _pycocotools_segm_stats(gt, dt),
+    np.testing.assert_allclose(list(evaluate_coco(gt, dt, "segm").values()), pycocotools_eval(gt, dt, "segm").stats,
                                atol=1e-12)
