@@ -108,6 +108,16 @@ def test_roi_pool_against_reference_and_torchvision():
     torch.testing.assert_close(ours, torchvision.ops.roi_pool(features, rois, (3, 3), 0.125))
 
 
+def test_roi_pool_takes_bfloat16_features():
+    """torchvision's CPU RoIPool has no bfloat16 kernel; under autocast ours pools in float32, and a max of
+    bfloat16 values is exactly one of them, so the result equals float32 pooling of the same values."""
+    features, rois = _case(seed=5)
+    low = features.bfloat16()
+    ours = roi_pool(low, rois, 3, 0.125)
+    assert ours.dtype == torch.bfloat16
+    torch.testing.assert_close(ours.float(), reference_pool(low.float(), rois, (3, 3), 0.125), rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("mode", ["max", "avg"])
 def test_roi_warp_is_align_on_rounded_rois(mode):
     features, rois = _case(seed=6)

@@ -32,8 +32,15 @@ def _check_rois(rois: Tensor) -> None:
 
 def roi_pool(features: Tensor, rois: Tensor, output_size: int | Sequence[int],
              spatial_scale: float) -> Tensor:
-    """RoIPool (Fast R-CNN): max over bins of the RoI rounded to feature cells -> ``[K, C, h, w]``."""
+    """RoIPool (Fast R-CNN): max over bins of the RoI rounded to feature cells -> ``[K, C, h, w]``.
+
+    torchvision's CPU kernel has no bfloat16 version, so reduced-precision features (autocast) are pooled
+    in float32; a max is exact in either precision, so the result is cast back.
+    """
     _check_rois(rois)
+    if features.dtype in (torch.bfloat16, torch.float16):
+        return torchvision.ops.roi_pool(features.float(), rois.float(), _pair(output_size),
+                                        spatial_scale).to(features.dtype)
     return torchvision.ops.roi_pool(features, rois, _pair(output_size), spatial_scale)
 
 

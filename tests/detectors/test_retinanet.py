@@ -43,6 +43,16 @@ def test_subnets_share_no_parameters_and_p6_source():
         objdet.build("retinanet_r18_fpn", extra="maxpool")
 
 
+def test_anchor_scale_sets_the_anchor_sides():
+    """Side at level l is anchor_scale * 2^l * 2^(o/3), rounded down as torchvision does: 32 px at P3 by
+    default, 16 px with anchor_scale=2 (the ablations' setting for 128 px images)."""
+    for scale in (4.0, 2.0):
+        sizes = objdet.build("retinanet_r18_fpn", num_classes=3, anchor_scale=scale).anchor_generator.sizes
+        expected = [tuple(float(int(scale * 2**l * 2 ** (o / 3))) for o in range(3)) for l in range(3, 8)]
+        assert sizes == expected
+    assert sizes[0] == (16.0, 20.0, 25.0)
+
+
 def test_bad_targets_are_annotation_errors():
     model = objdet.build("retinanet_r18_fpn", num_classes=3, min_size=64, max_size=64).train()
     image = [torch.rand(3, 64, 64)]

@@ -27,7 +27,7 @@ from objdet.zoo import build
 
 # Training settings every study shares unless it says otherwise (`Study.train`), those of `objdet demo`:
 # AdamW learns from random weights within a few hundred steps, which plain SGD does not.
-DEFAULT_TRAIN: dict[str, Any] = dict(batch_size=4, optimizer="adamw", lr=1e-3, weight_decay=0.05,
+DEFAULT_TRAIN: dict[str, Any] = dict(batch_size=4, optimizer="adamw", lr=5e-4, weight_decay=0.05,
                                      schedule="cosine", clip_grad_norm=10.0)
 SHAPES_OPTIONS: dict[str, Any] = dict(image_size=128)  # the built-in data at a CPU-friendly size
 VAL_IMAGES = 64  # held-out shapes images each run is scored on

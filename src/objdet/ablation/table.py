@@ -107,7 +107,8 @@ def _preamble(study: Study, results: Sequence[RunResult], command: str | None) -
     lines += ["", f"Model `{study.model}` ({shared}); every row trains from the same seed "
                   f"(seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds)) or '—'}) on the same batches: "
                   f"{settings['optimizer']} lr {settings['lr']}, {settings['schedule']} schedule, "
-                  f"{settings['batch_size']} images per step. AP in % on held-out data"
+                  f"{settings['batch_size']} images per step"
+                  + (", bfloat16 autocast" if settings.get("amp") else "") + ". AP in % on held-out data"
                   + (f" ({results[0].data})." if results and results[0].data else ".")]
     if study.note:
         lines += ["", f"Note: {study.note}."]

@@ -34,6 +34,7 @@ class RetinaNetConfig:
     head_norm: str | None = None      # "GN" for GroupNorm in the subnets
     scales_per_octave: int = 3
     aspect_ratios: tuple[float, ...] = (0.5, 1.0, 2.0)
+    anchor_scale: float = 4.0         # anchor side at level l is anchor_scale * 2^l (32 px at P3); smaller for small images
     # training
     fg_iou: float = 0.5
     bg_iou: float = 0.4
@@ -71,7 +72,7 @@ class RetinaNet(DenseDetector):
             class_head=RetinaSubnet(config.fpn_channels, num_anchors, channels, config.head_depth,
                                     config.head_norm, prior_prob=0.01),
             box_head=RetinaSubnet(config.fpn_channels, num_anchors, 4, config.head_depth, config.head_norm),
-            anchor_generator=AnchorGenerator(retinanet_sizes(levels, config.scales_per_octave, truncate=True),
+            anchor_generator=AnchorGenerator(retinanet_sizes(levels, config.scales_per_octave, config.anchor_scale, truncate=True),
                                              [config.aspect_ratios] * len(levels)),
             transform=DetectionTransform(config.min_size, config.max_size, config.image_mean, config.image_std),
             loss=DenseLoss(config.fg_iou, config.bg_iou, allow_low_quality=True, alpha=config.alpha,
