@@ -6,8 +6,13 @@ model differs. torchvision's models are assembled to the objdet configs: ResNet-
 BatchNorm (from scratch), 128-channel FPN, the same anchors, RoI sampling and image size. bfloat16
 autocast is on for both (the `objdet demo` recipe); --no-amp trains in float32.
 
+`--init torchvision` (objdet only) starts objdet from the very weights torchvision's run with the
+same seed starts from (converted by objdet.weights.torchvision), so a pair of runs differs only in
+the implementation; RetinaNet then also takes torchvision's head layout and L1 box loss.
+
     python bench/raccoon.py --arch faster_rcnn --impl objdet --epochs 12
     python bench/raccoon.py --arch retinanet --impl torchvision --epochs 12 --seed 1
+    python bench/raccoon.py --arch retinanet --impl objdet --init torchvision --seed 1
 
 Each run appends one json line (arch, impl, seed, epochs, seconds, AP, AP50) to --results.
 """
@@ -26,6 +31,7 @@ from objdet.data import open_dataset
 from objdet.data.augment import HorizontalFlip
 from objdet.engine import inference
 from objdet.engine.trainer import TrainConfig, Trainer, seed_everything
+from objdet.weights.torchvision import load_into, rcnn_state_dict, retinanet_state_dict
 from objdet.zoo import build
 
 
@@ -50,10 +56,19 @@ def torchvision_model(arch: str, size: int) -> nn.Module:
     return RetinaNet(backbone, num_classes=2, min_size=size, max_size=size)
 
 
-def objdet_model(arch: str, size: int) -> nn.Module:
-    """objdet's CPU-sized zoo entry with a BatchNorm trunk trained from scratch."""
+def objdet_model(arch: str, size: int, init: str = "own") -> nn.Module:
+    """objdet's CPU-sized zoo entry with a BatchNorm trunk trained from scratch: its own initial weights, or
+    (init="torchvision") those `torchvision_model` draws from the same random state."""
     name = {"faster_rcnn": "faster_rcnn_r18_fpn", "retinanet": "retinanet_r18_fpn"}[arch]
-    return build(name, num_classes=1, backbone_norm="BN", trainable_layers=5, min_size=size, max_size=size)
+    config = dict(num_classes=1, backbone_norm="BN", trainable_layers=5, min_size=size, max_size=size)
+    if init == "own":
+        return build(name, **config)
+    reference = torchvision_model(arch, size).state_dict()
+    if arch == "faster_rcnn":
+        return load_into(build(name, **config), rcnn_state_dict(reference), name)
+    # torchvision's RetinaNet keeps a (never used) background channel and trains boxes with L1
+    model = build(name, **config, background_channel=True, box_loss="l1")
+    return load_into(model, retinanet_state_dict(reference), name)
 
 
 def main() -> None:
@@ -66,6 +81,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--lr", type=float, default=1e-3, help="AdamW, warm-up then cosine")
     parser.add_argument("--seed", type=int, default=0, help="seed of the weights, batch order and flips")
+    parser.add_argument("--init", choices=["own", "torchvision"], default="own",
+                        help="objdet's initial weights: its own, or torchvision's for the same seed")
     parser.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True, help="bfloat16 autocast")
     parser.add_argument("--out", default="runs/bench-raccoon")
     parser.add_argument("--results", default="runs/bench-raccoon/results.jsonl")
@@ -75,15 +92,19 @@ def main() -> None:
     train.transforms = HorizontalFlip()
     test = open_dataset(f"voc:{args.root}:test")
     seed_everything(args.seed)
-    model = objdet_model(args.arch, args.size) if args.impl == "objdet" else torchvision_model(args.arch, args.size)
+    if args.init == "torchvision" and args.impl != "objdet":
+        parser.error("--init torchvision applies to --impl objdet")
+    model = (objdet_model(args.arch, args.size, args.init) if args.impl == "objdet"
+             else torchvision_model(args.arch, args.size))
+    run = f"{args.arch}-{args.impl}{'-tvinit' if args.init == 'torchvision' else ''}-{args.seed}"
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, optimizer="adamw", lr=args.lr,
                          weight_decay=0.05, warmup_iters=50, schedule="cosine", clip_grad_norm=10.0, eval_every=0,
-                         amp=args.amp, seed=args.seed, out=f"{args.out}/{args.arch}-{args.impl}-{args.seed}", progress=False)
+                         amp=args.amp, seed=args.seed, out=f"{args.out}/{run}", progress=False)
     start = time.time()
     Trainer(model, train, None, config).fit()
     seconds = time.time() - start
     stats = inference.evaluate(model, test, args.batch_size)["bbox"]
-    row = {"arch": args.arch, "impl": args.impl, "seed": args.seed, "amp": args.amp, "epochs": args.epochs, "size": args.size, "train_seconds": round(seconds),
+    row = {"arch": args.arch, "impl": args.impl, "init": args.init, "seed": args.seed, "amp": args.amp, "epochs": args.epochs, "size": args.size, "train_seconds": round(seconds),
            "AP": round(stats["AP"], 4), "AP50": round(stats["AP50"], 4), "torch_threads": torch.get_num_threads()}
     Path(args.results).parent.mkdir(parents=True, exist_ok=True)
     with open(args.results, "a", encoding="utf-8") as f:

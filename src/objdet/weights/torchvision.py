@@ -127,7 +127,6 @@ _RETINA_HEAD = {"classification": "class_head", "regression": "box_head"}
 def _retinanet_converter(state_dict: Mapping[str, Tensor], v2: bool, **overrides: Any) -> nn.Module:
     """torchvision's RetinaNet (v1: P6 from P5, L1 box loss; v2: P6 from C5, GroupNorm subnets, GIoU loss)."""
     from objdet import zoo
-    from objdet.necks.fpn import fpn_state_dict_from_torchvision
 
     key = "head.classification_head.cls_logits.weight"
     if key not in state_dict:
@@ -141,9 +140,17 @@ def _retinanet_converter(state_dict: Mapping[str, Tensor], v2: bool, **overrides
     else:
         overrides.update(extra="p6p7_p5", box_loss="l1")
     model = zoo.build("retinanet_r50_fpn", **overrides)
+    return load_into(model, retinanet_state_dict(state_dict), "retinanet_r50_fpn")
+
+
+def retinanet_state_dict(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """A torchvision RetinaNet state dict (ResNet-FPN) under objdet's names: trunk as it is, FPN and subnets
+    renamed. The objdet model must keep torchvision's background channel (``background_channel=True``)."""
+    from objdet.necks.fpn import fpn_state_dict_from_torchvision
+
     sd = {k: v for k, v in state_dict.items() if not k.startswith("backbone.fpn.")}
     sd.update({f"neck.{k}": v for k, v in fpn_state_dict_from_torchvision(state_dict, "backbone.fpn.").items()})
-    return load_into(model, rename(sd, _RETINA_RULES), "retinanet_r50_fpn")
+    return rename(sd, _RETINA_RULES)
 
 
 # torchvision runs its released COCO v1 weights of these with FrozenBatchNorm2d eps 0 (`overwrite_eps`)
