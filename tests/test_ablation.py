@@ -13,7 +13,7 @@ from objdet import cli
 from objdet.ablation import cost, runner
 from objdet.ablation.runner import RunResult, open_data, run_study, run_variant
 from objdet.ablation.studies import STUDIES, Study, Variant, get_study
-from objdet.ablation.table import direction, render_table
+from objdet.ablation.table import beyond_noise, direction, render_table
 from objdet.errors import ConfigError
 from objdet.zoo import build
 
@@ -142,6 +142,11 @@ def test_table_has_the_seed_rows_in_order_and_checks_directions(name):
         assert row[header.index("seeds")] == "2"
         # mean ± std over the two seeds (values s and s + 1 apart: std = 1/sqrt(2))
         assert row[1].endswith("± 0.7")
+    # seeds 0 and 1 differ by 1 in every row (s.e. of a difference 0.71): clear of noise beyond 1.41 points
+    noise = [r[header.index("Δ > 2 s.e.?")] for r in rows]
+    assert noise == ["—" if v.name == study.reference else "yes" if abs((v.seed or {}).get(primary, seed_ref)
+                                                                       - seed_ref) > 2 * 0.5 ** 0.5 else "no"
+                     for v in study.variants]
 
     # ours = the seed's numbers mirrored around the reference: every comparable direction must disagree
     against = render_table(study, _results(study, lambda v, m, s: 2 * seed_ref - (v.seed or {}).get(m, seed_ref)))
@@ -161,6 +166,14 @@ def test_cost_columns_give_ratios_to_the_first_row():
     header, _, *rows = _rows(render_table(study, results))
     assert [r[header.index("params ratio")] for r in rows] == [f"{i + 1:.2f}x" for i in range(len(rows))]
     assert [r[header.index("GMACs")] for r in rows] == [f"{2 * (i + 1):.3f}" for i in range(len(rows))]
+
+
+def test_beyond_noise_is_welch_two_standard_errors():
+    # means 0 and 3, each with variance 1 over 2 seeds: s.e. of the difference = 1, so 3 > 2 s.e.
+    assert beyond_noise([-0.7071, 0.7071], [3 - 0.7071, 3 + 0.7071]) == "yes"
+    assert beyond_noise([-0.7071, 0.7071], [1.9, 2.1]) == "yes"  # 2.0 > 2 * sqrt(0.5 + 0.01)
+    assert beyond_noise([-0.7071, 0.7071], [1.0, 1.2]) == "no"
+    assert beyond_noise([1.0], [5.0, 6.0]) == "—"
 
 
 def test_direction():

@@ -50,6 +50,15 @@ def direction(ours: float | None, seed: float | None) -> str:
     return "tie" if ours == 0 else "no"
 
 
+def beyond_noise(values: list[float], reference: list[float]) -> str:
+    """'yes' when the two rows' means differ by more than twice the standard error of that difference over
+    seeds (Welch), 'no' when not, '—' when either row has fewer than two seeds (no spread to compare with)."""
+    if len(values) < 2 or len(reference) < 2:
+        return "—"
+    se = (statistics.variance(values) / len(values) + statistics.variance(reference) / len(reference)) ** 0.5
+    return "yes" if abs(statistics.fmean(values) - statistics.fmean(reference)) > 2 * se else "no"
+
+
 def render_table(study: Study, results: Sequence[RunResult], command: str | None = None) -> str:
     """Markdown for `study`: a heading, the command and shared settings, then one row per variant with our
     metrics (mean ± std over seeds), the seed's, the change from the reference row on both sides, whether
@@ -62,10 +71,12 @@ def render_table(study: Study, results: Sequence[RunResult], command: str | None
     header = ["", *(metric_label(m) for m in study.metrics), *(f"seed {metric_label(m)}" for m in seed_metrics)]
     if study.cost:
         header += ["params (M)", "GMACs", "params ratio", "MACs ratio"]
-    header += [f"Δ {metric_label(primary)} (ours)", "Δ (seed)", "seed direction matches?", "seeds", "steps", "min/run"]
+    header += [f"Δ {metric_label(primary)} (ours)", "Δ (seed)", "seed direction matches?", "Δ > 2 s.e.?", "seeds",
+               "steps", "min/run"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     base_cost = next((r for r in results if r.variant == study.variants[0].name), None)
-    matches = comparable = 0
+    matches = comparable = clear = 0
+    ref_values = cell_values(results, ref.name, primary)
     for v in study.variants:
         runs = [r for r in results if r.variant == v.name]
         row = [v.name + (" (reference)" if v.name == ref.name else "")]
@@ -79,22 +90,26 @@ def render_table(study: Study, results: Sequence[RunResult], command: str | None
             row += [f"{run.parameters / base_cost.parameters:.2f}x" if run and base_cost else "—",
                     f"{run.flops / base_cost.flops:.2f}x" if has_flops else "—"]
         if v.name == ref.name:
-            row += ["0", "0", "(reference)"]
+            row += ["0", "0", "(reference)", "—"]
         else:
             ours = _mean(cell_values(results, v.name, primary))
             d_ours = None if ours is None or ours_ref is None else ours - ours_ref
             seed_value = (v.seed or {}).get(primary)
             d_seed = None if seed_value is None or seed_ref is None else seed_value - seed_ref
             verdict = direction(d_ours, d_seed)
+            noise = beyond_noise(cell_values(results, v.name, primary), ref_values)
             comparable += verdict in ("yes", "no")
             matches += verdict == "yes"
-            row += [_signed(d_ours), _signed(d_seed), verdict]
+            clear += verdict == "yes" and noise == "yes"
+            row += [_signed(d_ours), _signed(d_seed), verdict, noise]
         row += [str(len({r.seed for r in runs})), "/".join(sorted({str(r.steps) for r in runs})) or "—",
                 f"{statistics.fmean(r.seconds for r in runs) / 60:.1f}" if runs else "—"]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join([*_preamble(study, results, command), "", *lines, "",
                       f"Direction of the seed's result reproduced in {matches} of {comparable} comparable rows "
-                      f"({metric_label(primary)}, change from the reference row; exact ties not counted)."])
+                      f"({metric_label(primary)}, change from the reference row; exact ties not counted)"
+                      + (f", {clear} of them by more than twice the standard error over seeds."
+                         if len(ref_values) > 1 else "; one seed per cell, so no row is shown clear of seed noise.")])
 
 
 def _preamble(study: Study, results: Sequence[RunResult], command: str | None) -> list[str]:
