@@ -218,12 +218,21 @@ def test_run_study_trains_saves_reuses_and_renders(tmp_path):
 
 def test_plan_steps_splits_the_budget(monkeypatch):
     """With a clock that advances one second per reading, a training step and an evaluation batch each take
-    1 s: a 1-minute budget for 2 runs leaves 30 s per run, 1 s of it to score 2 held-out images (one batch)."""
+    1 s: a 1-minute budget for TINY's 2 rows leaves 30 s per run, 1 s of it to score 2 held-out images (one
+    batch); two seeds halve that."""
     readings = iter(range(10**6))
     monkeypatch.setattr(runner.time, "perf_counter", lambda: float(next(readings)))
     train, val = open_data("shapes", None, 2, val_images=2)
-    assert runner.plan_steps(TINY, 1.0, 2, train, val) == 29
-    assert runner.plan_steps(TINY, 3.0, 2, train, val) == 89
+    assert runner.plan_steps(TINY, 1.0, 1, train, val) == 29
+    assert runner.plan_steps(TINY, 3.0, 1, train, val) == 89
+    assert runner.plan_steps(TINY, 1.0, 2, train, val) == 14
+
+
+def test_plan_steps_times_every_row(monkeypatch):
+    """A row whose steps cost 3 s beside one of 1 s: 120 s less 2 s of scoring leave 118 / 4 = 29 steps."""
+    monkeypatch.setattr(runner, "_time_row", lambda study, v, *a: (3.0 if v.name == "CE" else 1.0, 1.0))
+    train, val = open_data("shapes", None, 2, val_images=2)
+    assert runner.plan_steps(TINY, 2.0, 1, train, val) == 29
 
 
 def test_same_seed_same_run(tmp_path):

@@ -129,12 +129,11 @@ def _plain(config: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(config))
 
 
-def plan_steps(study: Study, budget_minutes: float, runs: int, train: Dataset, val: Dataset,
-               timing_steps: int = 2) -> int:
-    """Training steps per run that fit `runs` runs in `budget_minutes`, timed on the study's reference row:
-    a few training steps and one evaluation batch, extrapolated to the held-out set."""
-    variant = study.variant(study.reference)
-    batch_size = {**DEFAULT_TRAIN, **study.train}["batch_size"]
+def _time_row(study: Study, variant: Variant, train: Dataset, val: Dataset, timing_steps: int) -> tuple[float, float]:
+    """(seconds per training step, seconds to score `val`) of one row, timed on a few steps and one
+    evaluation batch extrapolated to the held-out set."""
+    settings = {**DEFAULT_TRAIN, **study.train}
+    batch_size, amp = settings["batch_size"], bool(settings.get("amp"))
     seed_everything(0)
     model = build(study.model, **{**study.config(variant), "num_classes": train.num_classes})
     optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
@@ -143,19 +142,28 @@ def plan_steps(study: Study, budget_minutes: float, runs: int, train: Dataset, v
     timings = []
     for _ in range(timing_steps + 1):  # the first step warms up allocators and is not counted
         start = time.perf_counter()
-        loss = sum(model(images, targets).values())
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):  # timed as the study trains
+            loss = sum(model(images, targets).values())
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         timings.append(time.perf_counter() - start)
-    step_seconds = sum(timings[1:]) / timing_steps
     model.eval()
     start = time.perf_counter()
     with torch.no_grad():
         model(collate([val[i % len(val)] for i in range(batch_size)])[0])
     eval_seconds = (time.perf_counter() - start) * math.ceil(len(val) / batch_size)
-    per_run = budget_minutes * 60.0 / runs
-    return max(1, int((per_run - eval_seconds) / step_seconds))
+    return sum(timings[1:]) / timing_steps, eval_seconds
+
+
+def plan_steps(study: Study, budget_minutes: float, seeds: int, train: Dataset, val: Dataset,
+               timing_steps: int = 2) -> int:
+    """Training steps per run that fit every row, `seeds` times, in `budget_minutes`: each row is timed, as
+    rows can differ several-fold in cost (the C4 head of `features`)."""
+    costs = [_time_row(study, v, train, val, timing_steps) for v in study.variants]
+    step_seconds = sum(step for step, _ in costs)
+    eval_seconds = sum(ev for _, ev in costs)
+    return max(1, int((budget_minutes * 60.0 / seeds - eval_seconds) / step_seconds))
 
 
 def run_study(study: Study, data: str = "shapes", val_data: str | None = None, budget: float = 60.0,
@@ -168,7 +176,7 @@ def run_study(study: Study, data: str = "shapes", val_data: str | None = None, b
     batch_size = {**DEFAULT_TRAIN, **study.train}["batch_size"]
     if steps is None:
         train, val = open_data(data, val_data, 8 * batch_size, val_images)
-        steps = plan_steps(study, budget, runs, train, val)
+        steps = plan_steps(study, budget, len(seeds), train, val)
         log(f"{study.name}: {budget:g} min for {runs} runs -> {steps} steps of {batch_size} images each")
     train, val = open_data(data, val_data, steps * batch_size, val_images)
     data_key = f"train {data}, held out {val_data or 'val split'} ({len(val)} images)"
