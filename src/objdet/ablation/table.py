@@ -66,7 +66,8 @@ def render_table(study: Study, results: Sequence[RunResult], command: str | None
     primary = study.metrics[0]
     seed_metrics = [m for m in study.metrics if any(v.seed and m in v.seed for v in study.variants)]
     ref = study.variant(study.reference)
-    ours_ref = _mean(cell_values(results, ref.name, primary))
+    ref_values = cell_values(results, ref.name, primary)
+    ours_ref = _mean(ref_values)
     seed_ref = (ref.seed or {}).get(primary)
     header = ["", *(metric_label(m) for m in study.metrics), *(f"seed {metric_label(m)}" for m in seed_metrics)]
     if study.cost:
@@ -76,7 +77,6 @@ def render_table(study: Study, results: Sequence[RunResult], command: str | None
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     base_cost = next((r for r in results if r.variant == study.variants[0].name), None)
     matches = comparable = clear = 0
-    ref_values = cell_values(results, ref.name, primary)
     for v in study.variants:
         runs = [r for r in results if r.variant == v.name]
         row = [v.name + (" (reference)" if v.name == ref.name else "")]
@@ -92,12 +92,13 @@ def render_table(study: Study, results: Sequence[RunResult], command: str | None
         if v.name == ref.name:
             row += ["0", "0", "(reference)", "—"]
         else:
-            ours = _mean(cell_values(results, v.name, primary))
+            values = cell_values(results, v.name, primary)
+            ours = _mean(values)
             d_ours = None if ours is None or ours_ref is None else ours - ours_ref
             seed_value = (v.seed or {}).get(primary)
             d_seed = None if seed_value is None or seed_ref is None else seed_value - seed_ref
             verdict = direction(d_ours, d_seed)
-            noise = beyond_noise(cell_values(results, v.name, primary), ref_values)
+            noise = beyond_noise(values, ref_values)
             comparable += verdict in ("yes", "no")
             matches += verdict == "yes"
             clear += verdict == "yes" and noise == "yes"

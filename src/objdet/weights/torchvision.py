@@ -51,14 +51,19 @@ def rename(state_dict: Mapping[str, Tensor], rules: list[Rule]) -> dict[str, Ten
     return out
 
 
-def rcnn_state_dict(state_dict: Mapping[str, Tensor], head_norm: bool = False) -> dict[str, Tensor]:
-    """A torchvision R-CNN state dict (ResNet-FPN) under objdet's names. The trunk keeps torchvision's
-    names (backbone.body.*); the FPN and the heads are renamed."""
+def _fpn_renamed(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """The state dict with torchvision's `backbone.fpn.*` keys replaced by objdet's `neck.*` ones."""
     from objdet.necks.fpn import fpn_state_dict_from_torchvision
 
     sd = {k: v for k, v in state_dict.items() if not k.startswith("backbone.fpn.")}
     sd.update({f"neck.{k}": v for k, v in fpn_state_dict_from_torchvision(state_dict, "backbone.fpn.").items()})
-    return rename(sd, _rcnn_rules(head_norm))
+    return sd
+
+
+def rcnn_state_dict(state_dict: Mapping[str, Tensor], head_norm: bool = False) -> dict[str, Tensor]:
+    """A torchvision R-CNN state dict (ResNet-FPN) under objdet's names. The trunk keeps torchvision's
+    names (backbone.body.*); the FPN and the heads are renamed."""
+    return rename(_fpn_renamed(state_dict), _rcnn_rules(head_norm))
 
 
 def load_into(model: nn.Module, state_dict: Mapping[str, Tensor], arch: str) -> nn.Module:
@@ -146,11 +151,7 @@ def _retinanet_converter(state_dict: Mapping[str, Tensor], v2: bool, **overrides
 def retinanet_state_dict(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
     """A torchvision RetinaNet state dict (ResNet-FPN) under objdet's names: trunk as it is, FPN and subnets
     renamed. The objdet model must keep torchvision's background channel (``background_channel=True``)."""
-    from objdet.necks.fpn import fpn_state_dict_from_torchvision
-
-    sd = {k: v for k, v in state_dict.items() if not k.startswith("backbone.fpn.")}
-    sd.update({f"neck.{k}": v for k, v in fpn_state_dict_from_torchvision(state_dict, "backbone.fpn.").items()})
-    return rename(sd, _RETINA_RULES)
+    return rename(_fpn_renamed(state_dict), _RETINA_RULES)
 
 
 # torchvision runs its released COCO v1 weights of these with FrozenBatchNorm2d eps 0 (`overwrite_eps`)
