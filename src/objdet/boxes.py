@@ -17,6 +17,16 @@ from objdet.errors import ConfigError
 BOX_FORMATS = ("xyxy", "xywh", "cxcywh")
 
 
+def full_precision(*tensors: Tensor) -> tuple[Tensor, ...]:
+    """The tensors in float32 where autocast made them float16/bfloat16, else unchanged.
+
+    Heads may run in reduced precision, but box arithmetic may not: bfloat16 holds 8 significant bits,
+    so a coordinate is rounded to 1 px from 128 px and to 4 px from 512 px. Detectors pass their head
+    outputs through this before anchors, IoU, encoding, decoding and NMS.
+    """
+    return tuple(t.float() if t.dtype in (torch.float16, torch.bfloat16) else t for t in tensors)
+
+
 def _check_boxes(boxes: Tensor, name: str = "boxes") -> None:
     if boxes.shape[-1:] != (4,):
         raise ValueError(f"{name} must have shape [..., 4], got {tuple(boxes.shape)}")

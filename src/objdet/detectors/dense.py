@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from objdet.anchors import AnchorGenerator, retinanet_sizes
-from objdet.boxes import BoxCoder, box_iou, clip_boxes
+from objdet.boxes import BoxCoder, box_iou, clip_boxes, full_precision
 from objdet.detectors.two_stage import check_targets
 from objdet.errors import ConfigError
 from objdet.losses import huber_loss, sigmoid_focal_loss, smooth_l1_loss
@@ -230,7 +230,7 @@ class DenseDetector(nn.Module):
         levels = [features[name] for name in self.levels]
         class_maps, box_maps = self.class_head(levels), self.box_head(levels)
         num_outputs = class_maps[0].shape[1] // (box_maps[0].shape[1] // 4)
-        logits, deltas = flatten_levels(class_maps, num_outputs), flatten_levels(box_maps, 4)
+        logits, deltas = full_precision(flatten_levels(class_maps, num_outputs), flatten_levels(box_maps, 4))
         shapes = [tuple(f.shape[-2:]) for f in levels]
         anchors = self.anchors(tuple(batch.tensors.shape[-2:]), shapes, logits.device)
         if self.training:

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from objdet.boxes import BoxCoder, box_iou, clip_boxes, remove_small_boxes
+from objdet.boxes import BoxCoder, box_iou, clip_boxes, full_precision, remove_small_boxes
 from objdet.losses import smooth_l1_loss
 from objdet.matching import FgBgSampler, Matcher
 from objdet.nms import batched_nms
@@ -147,8 +147,9 @@ class RoIBoxStage(nn.Module):
     def predict(
         self, features: Sequence[Tensor], boxes: Sequence[Tensor], image_sizes: Sequence[tuple[int, int]]
     ) -> tuple[Tensor, Tensor]:
-        """Class logits [R, K+1] and box deltas [R, 4(K+1)] for the RoIs `boxes` (one tensor per image)."""
-        return self.predictor(self.head(self.pooler(features, boxes, image_sizes)))
+        """Class logits [R, K+1] and box deltas [R, 4(K+1)] (float32) for the RoIs `boxes` (one tensor per image)."""
+        logits, deltas = self.predictor(self.head(self.pooler(features, boxes, image_sizes)))
+        return full_precision(logits, deltas)
 
     def loss(
         self, samples: RoISamples, logits: Tensor, deltas: Tensor, targets: Sequence[dict[str, Tensor]]

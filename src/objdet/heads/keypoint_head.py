@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from objdet.boxes import full_precision
 from objdet.heads.box_head import RoISamples
 from objdet.roi import split_per_image
 
@@ -129,7 +130,7 @@ class KeypointStage(nn.Module):
             valid = torch.cat([t[1] for t in tgt])
             return {"loss_keypoint": keypoint_loss(logits, index, valid)}
         boxes = [d["boxes"] for d in detections]
-        logits = self.head(self.pooler(features, boxes, image_sizes))
+        (logits,) = full_precision(self.head(self.pooler(features, boxes, image_sizes)))
         for d, lg, b in zip(detections, split_per_image(logits, boxes), boxes):
             d["keypoints"], d["keypoints_scores"] = heatmaps_to_keypoints(lg, b)
         return {}

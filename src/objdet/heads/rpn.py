@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from objdet.anchors import AnchorGenerator
-from objdet.boxes import BoxCoder, box_iou, clip_boxes, remove_small_boxes
+from objdet.boxes import BoxCoder, box_iou, clip_boxes, full_precision, remove_small_boxes
 from objdet.losses import smooth_l1_loss
 from objdet.matching import FgBgSampler, Matcher
 from objdet.nms import batched_nms, topk_per_level
@@ -81,7 +81,7 @@ class RegionProposalNetwork(nn.Module):
         targets: Sequence[dict[str, Tensor]] | None = None,
     ) -> tuple[list[Tensor], dict[str, Tensor]]:
         """Proposals per image (in resized-image pixels) and, when targets are given, the RPN losses."""
-        logits, deltas = self.head(features)
+        logits, deltas = full_precision(*self.head(features))
         shapes = [tuple(f.shape[-2:]) for f in features]
         anchors = self.anchor_generator(tuple(images.shape[-2:]), shapes, device=logits.device).to(logits.dtype)
         level_sizes = [h * w * self.head.objectness.out_channels for h, w in shapes]
