@@ -26,10 +26,10 @@ def smooth_l1_loss(input: Tensor, target: Tensor, beta: float = 1.0 / 9, reducti
     """The seed's smooth L1: ``0.5 x^2 / beta`` where ``|x| < beta``, else ``|x| - 0.5 beta``; ``beta=0`` is L1."""
     if beta < 0:
         raise ConfigError(f"smooth L1 needs beta >= 0, got {beta}")
-    error = torch.abs(input - target)
-    if beta == 0:
-        return _reduce(error, reduction)
-    return _reduce(torch.where(error < beta, 0.5 * error**2 / beta, error - 0.5 * beta), reduction)
+    if reduction not in REDUCTIONS:
+        raise ConfigError(f"unknown loss reduction {reduction!r}; expected one of {REDUCTIONS}")
+    # PyTorch's fused kernel: one pass, no temporaries, and torchvision's rounding to the last bit
+    return F.smooth_l1_loss(input, target, reduction=reduction, beta=beta)
 
 
 def huber_loss(input: Tensor, target: Tensor, delta: float = 1.0, reduction: str = "sum") -> Tensor:
