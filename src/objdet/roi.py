@@ -124,6 +124,9 @@ def roi_align(features: Tensor, rois: Tensor, output_size: int | Sequence[int],
     """
     _check_rois(rois)
     size = _pair(output_size)
+    if mode == "avg" and features.dtype != rois.dtype:  # a bfloat16 model's features, float32 boxes
+        return torchvision.ops.roi_align(features.float(), rois.float(), size, spatial_scale, sampling_ratio,
+                                         aligned).to(features.dtype)
     if mode == "avg":
         return torchvision.ops.roi_align(features, rois, size, spatial_scale, sampling_ratio, aligned)
     if mode == "max":

@@ -83,3 +83,13 @@ def test_two_stage_outputs_are_float32_under_autocast(name, one_thread):
     assert all(v.dtype == torch.float32 for k, v in out.items() if k != "labels")
     grid = out["boxes"].bfloat16().float()
     assert (out["boxes"] != grid).any(), "every box lies on the bfloat16 grid: decoded in reduced precision"
+
+
+@pytest.mark.parametrize("name", ["faster_rcnn_r18_fpn", "mask_rcnn_r18_fpn", "retinanet_r18_fpn"])
+def test_a_model_cast_to_bfloat16_predicts(name, one_thread):
+    """model.bfloat16() (no autocast): RoIAlign meets bfloat16 features and float32 boxes, and pools in float32."""
+    torch.manual_seed(0)
+    model = build(name, num_classes=2, min_size=128, max_size=128, score_thresh=0.0).eval().bfloat16()
+    with torch.no_grad():
+        out = model([torch.rand(3, 128, 128).bfloat16()])[0]
+    assert len(out["boxes"]) > 0 and out["boxes"].dtype == torch.float32
