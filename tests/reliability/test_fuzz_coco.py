@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import warnings
 
+import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 
@@ -60,3 +61,15 @@ def test_corrupted_coco_file_gives_an_objdet_error_or_valid_targets(tmp_path, co
         read_everything(ann, coco_images)
     except ObjdetError as err:
         assert str(ann) in str(err) or str(coco_images) in str(err), f"error does not name the file: {err}"
+
+
+@pytest.mark.parametrize("field, value", [("keypoints", [5, 4, 2, 10**400, 14, 1]), ("area", 10**400),
+                                          ("segmentation", [[2, 3, 10**400, 3, 12, 15, 2, 15]])])
+def test_an_integer_too_large_for_a_float_is_refused_naming_the_file(tmp_path, coco_images, field, value):
+    """Found by the fuzzer: JSON ints beyond float range made math.isfinite raise a bare OverflowError."""
+    data = valid_coco()
+    data["annotations"][0][field] = value
+    ann = tmp_path / "a.json"
+    ann.write_text(json_text(data, None), encoding="utf-8")
+    with pytest.raises(ObjdetError, match="a.json"):
+        read_everything(ann, coco_images)

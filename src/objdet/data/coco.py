@@ -19,7 +19,6 @@ An annotation without a segmentation, in a file where others have one, gets its 
 from __future__ import annotations
 
 import json
-import math
 import os
 import tempfile
 from pathlib import Path
@@ -31,7 +30,7 @@ from pycocotools import mask as mask_utils
 
 from objdet.data.base import DetectionDataset, Target, Transform
 from objdet.data.image import MAX_PIXELS, read_image, to_pil
-from objdet.data.validate import check_box, check_unique, inside_root, polygon_problem
+from objdet.data.validate import check_box, check_unique, inside_root, is_finite_number, polygon_problem
 from objdet.errors import AnnotationError, DataError, ImageError
 
 
@@ -94,10 +93,6 @@ def _check_segmentation(segm: Any, height: int, width: int, *, path: object, rec
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _known(value: Any, ids: Mapping) -> bool:
@@ -230,13 +225,13 @@ class CocoDataset(DetectionDataset):
         kps = ann.get("keypoints")
         if kps is not None and (not isinstance(kps, list) or len(kps) % 3
                                 or (self.keypoint_names and len(kps) != 3 * len(self.keypoint_names))
-                                or not all(_is_finite(v) for v in kps)):
+                                or not all(is_finite_number(v) for v in kps)):
             raise AnnotationError(f"keypoints must be {3 * len(self.keypoint_names) or '3K'} "
                                   "finite numbers", path=path, record=record)
         if kps and not self.keypoint_names:
             self.keypoint_names = [f"kp{i}" for i in range(len(kps) // 3)]
         area = ann.get("area", (box[2] - box[0]) * (box[3] - box[1]))
-        if not _is_finite(area) or area < 0:
+        if not is_finite_number(area) or area < 0:
             raise AnnotationError(f"area {area!r} is not a finite non-negative number", path=path,
                                   record=record)
         if ann.get("iscrowd", 0) not in (0, 1):

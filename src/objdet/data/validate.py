@@ -32,6 +32,16 @@ def warn(message: str, path: object, record: object) -> None:
     warnings.warn(f"{path}: record {record}: {message}", DataWarning, stacklevel=3)
 
 
+def is_finite_number(value: object) -> bool:
+    """A JSON number (not a bool) that is a finite float; an int too large for a float is not one."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
 def check_box(
     box: Iterable[float], width: int, height: int, *, path: object, record: object
 ) -> tuple[float, float, float, float] | None:
@@ -98,6 +108,6 @@ def polygon_problem(polygons: object, height: int, width: int) -> str | None:
             if isinstance(v, bool) or not isinstance(v, (int, float)):
                 return f"polygon coordinate {v!r} is not a number"
             size = width if k % 2 == 0 else height
-            if not (math.isfinite(v) and -size <= v <= 2 * size):
+            if not (is_finite_number(v) and -size <= v <= 2 * size):
                 return f"polygon coordinate {v!r} is not finite or lies far outside the {width}x{height} image"
     return None
