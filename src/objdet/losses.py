@@ -12,22 +12,23 @@ from objdet.errors import ConfigError
 REDUCTIONS = ("none", "mean", "sum")
 
 
+def _check_reduction(reduction: str) -> None:
+    if reduction not in REDUCTIONS:
+        raise ConfigError(f"unknown loss reduction {reduction!r}; expected one of {REDUCTIONS}")
+
+
 def _reduce(loss: Tensor, reduction: str) -> Tensor:
+    _check_reduction(reduction)
     if reduction == "sum":
         return loss.sum()
-    if reduction == "mean":
-        return loss.mean()
-    if reduction == "none":
-        return loss
-    raise ConfigError(f"unknown loss reduction {reduction!r}; expected one of {REDUCTIONS}")
+    return loss.mean() if reduction == "mean" else loss
 
 
 def smooth_l1_loss(input: Tensor, target: Tensor, beta: float = 1.0 / 9, reduction: str = "sum") -> Tensor:
     """The seed's smooth L1: ``0.5 x^2 / beta`` where ``|x| < beta``, else ``|x| - 0.5 beta``; ``beta=0`` is L1."""
     if beta < 0:
         raise ConfigError(f"smooth L1 needs beta >= 0, got {beta}")
-    if reduction not in REDUCTIONS:
-        raise ConfigError(f"unknown loss reduction {reduction!r}; expected one of {REDUCTIONS}")
+    _check_reduction(reduction)
     # PyTorch's fused kernel: one pass, no temporaries, and torchvision's rounding to the last bit
     return F.smooth_l1_loss(input, target, reduction=reduction, beta=beta)
 
