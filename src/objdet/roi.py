@@ -30,6 +30,11 @@ def _check_rois(rois: Tensor) -> None:
                           f"{tuple(rois.shape)}", record="rois")
 
 
+def _pooled_in_float32(op, features: Tensor, rois: Tensor, *args) -> Tensor:
+    """torchvision's `op` on float32 copies of features and RoIs, cast back to the features' dtype."""
+    return op(features.float(), rois.float(), *args).to(features.dtype)
+
+
 def roi_pool(features: Tensor, rois: Tensor, output_size: int | Sequence[int],
              spatial_scale: float) -> Tensor:
     """RoIPool (Fast R-CNN): max over bins of the RoI rounded to feature cells -> ``[K, C, h, w]``.
@@ -39,8 +44,7 @@ def roi_pool(features: Tensor, rois: Tensor, output_size: int | Sequence[int],
     """
     _check_rois(rois)
     if features.dtype in (torch.bfloat16, torch.float16):
-        return torchvision.ops.roi_pool(features.float(), rois.float(), _pair(output_size),
-                                        spatial_scale).to(features.dtype)
+        return _pooled_in_float32(torchvision.ops.roi_pool, features, rois, _pair(output_size), spatial_scale)
     return torchvision.ops.roi_pool(features, rois, _pair(output_size), spatial_scale)
 
 
@@ -125,8 +129,8 @@ def roi_align(features: Tensor, rois: Tensor, output_size: int | Sequence[int],
     _check_rois(rois)
     size = _pair(output_size)
     if mode == "avg" and features.dtype != rois.dtype:  # a bfloat16 model's features, float32 boxes
-        return torchvision.ops.roi_align(features.float(), rois.float(), size, spatial_scale, sampling_ratio,
-                                         aligned).to(features.dtype)
+        return _pooled_in_float32(torchvision.ops.roi_align, features, rois, size, spatial_scale,
+                                  sampling_ratio, aligned)
     if mode == "avg":
         return torchvision.ops.roi_align(features, rois, size, spatial_scale, sampling_ratio, aligned)
     if mode == "max":
