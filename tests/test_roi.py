@@ -134,6 +134,41 @@ def test_roi_warp_is_align_on_rounded_rois(mode):
     assert not torch.allclose(roi_align(features, shifted, 3, 0.125, 2, mode=mode), ours)
 
 
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("aligned", [False, True])
+def test_roi_align_gradient_is_torchvisions_bit_for_bit_at_any_thread_count(threads, aligned):
+    """The CPU backward runs channel slices in parallel threads: same bits as torchvision's serial loop."""
+    features, rois = _case(seed=11, c=7)
+    grad = torch.randn(len(rois), 7, 3, 4, generator=torch.Generator().manual_seed(1))
+    results = []
+    before = torch.get_num_threads()
+    try:
+        for pool, count in ((torchvision.ops.roi_align, 1), (roi_align, threads)):
+            torch.set_num_threads(count)
+            leaf = features.clone().requires_grad_(True)
+            out = pool(leaf, rois, (3, 4), 0.125, 2, aligned)
+            out.backward(grad)
+            results.append((out, leaf.grad))
+    finally:
+        torch.set_num_threads(before)
+    (tv_out, tv_grad), (ours_out, ours_grad) = results
+    assert torch.equal(ours_out, tv_out)
+    assert ours_grad.abs().sum() > 0 and torch.equal(ours_grad, tv_grad)
+
+
+def test_roi_align_gradients_are_numerical_and_reach_bfloat16_features():
+    """The float32 detour for low-precision features keeps gradients flowing to the bfloat16 input, and the
+    float64 gradient is the numerical one."""
+    features, rois = _case(seed=12, n=1, c=3, h=6, w=5, k=4, dtype=torch.float64)
+    features.requires_grad_(True)
+    roi_align(features, rois, 2, 0.125, sampling_ratio=2).sum().backward()
+    assert (features.grad != 0).sum() > 10  # the RoIs do cover the map
+    assert torch.autograd.gradcheck(lambda f: roi_align(f, rois, 2, 0.125, sampling_ratio=2), (features,))
+    low = features.detach().bfloat16().requires_grad_(True)
+    roi_align(low, rois.float(), 2, 0.125, sampling_ratio=2).sum().backward()
+    assert low.grad is not None and low.grad.dtype == torch.bfloat16 and low.grad.abs().sum() > 0
+
+
 def test_max_variants_have_gradients():
     features, rois = _case(seed=7, n=1, c=2, h=6, w=5, k=3, dtype=torch.float64)
     features.requires_grad_(True)
