@@ -1,22 +1,28 @@
-"""Median training-step time of `objdet demo`'s model (Faster R-CNN R18-FPN, 128 px, batch 4, bfloat16
-autocast, AdamW), without the trainer: compares code versions side by side on the same machine.
+"""Median training-step time of `objdet demo` (Faster R-CNN R18-FPN, 128 px, batch 4, bfloat16 autocast,
+the demo's Trainer recipe): the time between two steps of `Trainer.fit`, data, optimiser and logging
+included. Compares code versions side by side on the same machine:
 
     python bench/demo_step.py --steps 60
     git worktree add /tmp/old REV && PYTHONPATH=/tmp/old/src python bench/demo_step.py --steps 60
+
+(an old REV must have `objdet.cli.demo_train_config`; copy this script's old version otherwise).
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 
 import objdet
-from objdet.cli import _data_overrides, _demo_overrides
+from objdet.cli import _data_overrides, _demo_overrides, demo_train_config
+from objdet.data.augment import HorizontalFlip
 from objdet.data.shapes import ShapesDataset
-from objdet.engine.trainer import seed_everything
+from objdet.engine.trainer import Trainer, seed_everything
 from objdet.zoo import build
 
 
@@ -27,22 +33,20 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     name = "faster_rcnn_r18_fpn"
-    train = ShapesDataset("train", length=64, image_size=128, seed=0)
+    flip = HorizontalFlip(keypoint_names=ShapesDataset.keypoint_names)
+    train = ShapesDataset("train", length=4 * args.steps, image_size=128, seed=0, transforms=flip)
     seed_everything(0)
-    model = build(name, **_data_overrides(name, train), **_demo_overrides(name, 128)).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-4)
-    items = [train[i] for i in range(len(train))]
-    times = []
-    for step in range(args.steps):
-        batch = items[(4 * step) % len(items):][:4]
-        start = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            loss = sum(model([b[0] for b in batch], [b[1] for b in batch]).values())
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        times.append(time.perf_counter() - start)
-    print(f"{objdet.__file__}: median step {statistics.median(times[5:]):.4f} s over {args.steps - 5} steps")
+    overrides = {**_data_overrides(name, train), **_demo_overrides(name, 128)}
+    model = build(name, **overrides)
+    stamps: list[float] = []
+    with tempfile.TemporaryDirectory() as out:
+        config = demo_train_config(1, 4, 5e-4, True, 0, Path(out), progress=False)
+        trainer = Trainer(model, train, None, config, arch=name, model_config=overrides,
+                          step_hook=lambda step, values: stamps.append(time.perf_counter()))
+        trainer.fit()
+    steps = [b - a for a, b in zip(stamps, stamps[1:])][5:]
+    print(f"{objdet.__file__}: median step {statistics.median(steps):.4f} s over {len(steps)} steps "
+          f"({args.threads} threads)")
 
 
 if __name__ == "__main__":

@@ -9,9 +9,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from objdet.errors import ConfigError, DataError, ObjdetError
+
+if TYPE_CHECKING:  # torch is imported lazily, so `--help` stays fast
+    from objdet.engine.trainer import TrainConfig
 
 
 _DEMO_MODEL = "faster_rcnn_r18_fpn"
@@ -57,6 +60,16 @@ def _demo_overrides(name: str, size: int) -> dict[str, Any]:
     return {"min_size": size, "max_size": size, "backbone_norm": "BN", "trainable_layers": 5, "anchor_sizes": anchors}
 
 
+def demo_train_config(epochs: int, batch_size: int, lr: float, amp: bool, seed: int, out: Path,
+                      progress: bool) -> TrainConfig:
+    """The demo's training recipe: AdamW with 50 warm-up steps, cosine decay, weight decay 0.05, clipping at 10."""
+    from objdet.engine.trainer import TrainConfig
+
+    return TrainConfig(epochs=epochs, batch_size=batch_size, optimizer="adamw", lr=lr, weight_decay=0.05,
+                       warmup_iters=50, schedule="cosine", clip_grad_norm=10.0, amp=amp, eval_every=0, seed=seed,
+                       out=str(out), progress=progress)
+
+
 def _run_demo(args: argparse.Namespace) -> int:
     import time
 
@@ -66,7 +79,7 @@ def _run_demo(args: argparse.Namespace) -> int:
     from objdet.data.coco import dataset_to_coco, save_json
     from objdet.data.shapes import SKELETON, ShapesDataset, draw_samples
     from objdet.engine import inference
-    from objdet.engine.trainer import TrainConfig, Trainer, seed_everything
+    from objdet.engine.trainer import Trainer, seed_everything
     from objdet.evaluation.coco import evaluate
     from objdet.evaluation.plots import write_plots
     from objdet.visualize import save_detections
@@ -81,9 +94,7 @@ def _run_demo(args: argparse.Namespace) -> int:
     overrides = {**_data_overrides(args.model, train), **_demo_overrides(args.model, args.image_size)}
     seed_everything(args.seed)
     model = build(args.model, **overrides)
-    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, optimizer="adamw", lr=args.lr,
-                         weight_decay=0.05, warmup_iters=50, schedule="cosine", clip_grad_norm=10.0,
-                         amp=args.amp, eval_every=0, seed=args.seed, out=str(out), progress=not args.no_progress)
+    config = demo_train_config(args.epochs, args.batch_size, args.lr, args.amp, args.seed, out, not args.no_progress)
     print(f"training {args.model} from scratch on {len(train)} shapes images ({args.image_size} px), "
           f"{args.epochs} epochs")
     start = time.time()

@@ -277,9 +277,12 @@ class Trainer:
                 (no_decay if p.ndim <= 1 else decay).append(p)
         groups = [{"params": decay, "weight_decay": self.config.weight_decay},
                   {"params": no_decay, "weight_decay": 0.0}]
+        # fused kernels update every tensor in one pass: on this CPU 3-6x faster than the per-parameter
+        # loop, which took a sixth of a small detector's step (bench/demo_step.py)
+        fused = self.device.type in ("cpu", "cuda")
         if self.config.optimizer == "adamw":
-            return torch.optim.AdamW(groups, lr=self.config.lr)
-        return torch.optim.SGD(groups, lr=self.config.lr, momentum=self.config.momentum)
+            return torch.optim.AdamW(groups, lr=self.config.lr, fused=fused)
+        return torch.optim.SGD(groups, lr=self.config.lr, momentum=self.config.momentum, fused=fused)
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if not self.config.amp:
@@ -401,7 +404,7 @@ class Trainer:
             self.scaler.scale(loss).backward()
             if c.clip_grad_norm:
                 self.scaler.unscale_(self.optimizer)
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.clip_grad_norm)
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.clip_grad_norm, foreach=True)
             self.scaler.step(self.optimizer)
             self.scaler.update()
             self.schedule.step()
