@@ -155,7 +155,8 @@ class _ThreadedRoIAlign(torch.autograd.Function):
 def _roi_align_avg(features: Tensor, rois: Tensor, size: tuple[int, int], spatial_scale: float,
                    sampling_ratio: int, aligned: bool) -> Tensor:
     """torchvision's RoIAlign, with the multi-threaded backward when training on the CPU."""
-    if features.device.type == "cpu" and features.requires_grad and torch.is_grad_enabled():
+    training = features.requires_grad and torch.is_grad_enabled() and not torch.jit.is_tracing()
+    if training and features.device.type == "cpu":
         return _ThreadedRoIAlign.apply(features, rois, size, spatial_scale, sampling_ratio, aligned)
     return torchvision.ops.roi_align(features, rois, size, spatial_scale, sampling_ratio, aligned)
 
