@@ -5,7 +5,8 @@ included. Compares code versions side by side on the same machine:
     python bench/demo_step.py --steps 60
     git worktree add /tmp/old REV && PYTHONPATH=/tmp/old/src python bench/demo_step.py --steps 60
 
-(an old REV must have `objdet.cli.demo_train_config`; copy this script's old version otherwise).
+(an old REV without `objdet.cli.demo_train_config` needs a copy of this script with that call replaced
+by the `TrainConfig(...)` it returns).
 """
 
 from __future__ import annotations

@@ -143,10 +143,10 @@ def test_roi_align_gradient_is_torchvisions_bit_for_bit_at_any_thread_count(thre
     results = []
     before = torch.get_num_threads()
     try:
-        for pool, count in ((torchvision.ops.roi_align, 1), (roi_align, threads)):
+        for align, count in ((torchvision.ops.roi_align, 1), (roi_align, threads)):
             torch.set_num_threads(count)
             leaf = features.clone().requires_grad_(True)
-            out = pool(leaf, rois, (3, 4), 0.125, 2, aligned)
+            out = align(leaf, rois, (3, 4), 0.125, 2, aligned)
             out.backward(grad)
             results.append((out, leaf.grad))
     finally:

@@ -123,7 +123,7 @@ def _roi_align_max(features: Tensor, rois: Tensor, output_size: tuple[int, int],
 class _ThreadedRoIAlign(torch.autograd.Function):
     """torchvision's RoIAlign with its CPU backward run on slices of the channels in parallel threads.
 
-    That backward is one serial loop, a fifth of a small Faster R-CNN's training step. Channels do not
+    That backward is one serial loop, up to a quarter of a small Faster R-CNN's training step. Channels do not
     mix, so each slice's gradient is bit for bit the matching slice of the serial one.
     """
 

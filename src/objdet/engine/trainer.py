@@ -278,7 +278,7 @@ class Trainer:
         groups = [{"params": decay, "weight_decay": self.config.weight_decay},
                   {"params": no_decay, "weight_decay": 0.0}]
         # fused kernels update every tensor in one pass: on this CPU 3-6x faster than the per-parameter
-        # loop, which took a sixth of a small detector's step (bench/demo_step.py)
+        # loop, which took a sixth of the demo's step (BENCHMARKS.md, `objdet demo`)
         fused = self.device.type in ("cpu", "cuda")
         if self.config.optimizer == "adamw":
             return torch.optim.AdamW(groups, lr=self.config.lr, fused=fused)
