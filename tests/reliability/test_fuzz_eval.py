@@ -48,6 +48,21 @@ def test_uncorrupted_inputs_evaluate(iou_type):
     assert_stats(evaluate_coco(valid_coco(), valid_results(), iou_type, kpt_sigmas=SIGMAS))
 
 
+@pytest.mark.parametrize("where", ["image", "rle"])
+@pytest.mark.parametrize("iou_type", ["bbox", "segm"])
+def test_an_integer_too_large_for_a_float_as_a_size_is_no_bare_overflow(where, iou_type):
+    """JSON ints beyond float range as an image's height or an RLE's size made math.isfinite raise OverflowError."""
+    gt, dt = valid_coco(), valid_results()
+    if where == "image":
+        gt["images"][0]["height"] = 10**400
+    else:
+        dt[0]["segmentation"] = {"size": [10**400, 40], "counts": "PP0"}
+    try:
+        assert_stats(evaluate_coco(gt, dt, iou_type, kpt_sigmas=SIGMAS))
+    except EvaluationError:
+        pass
+
+
 @FUZZ
 @given(gt_cuts=st.one_of(st.just([]), CORRUPTIONS), dt_cuts=st.one_of(st.just([]), CORRUPTIONS),
        iou_type=st.sampled_from(["bbox", "segm", "keypoints"]))

@@ -11,7 +11,6 @@ except a ground truth without 'area', which gets its mask's (segm) or box's area
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -19,7 +18,7 @@ from typing import Any, Sequence
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from objdet.data.validate import polygon_problem
+from objdet.data.validate import is_finite_number, polygon_problem
 from objdet.errors import EvaluationError
 
 IOU_TYPES = ("bbox", "segm", "keypoints")
@@ -217,7 +216,7 @@ def _keypoint_array(values: list, path: str | None, label: str) -> np.ndarray:
 
 
 def _is_size(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+    return is_finite_number(value) and value >= 0
 
 
 def _image_sizes(images: list, img_ids: list) -> list:
