@@ -9,10 +9,13 @@ autocast is on for both (the `objdet demo` recipe); --no-amp trains in float32.
 `--init torchvision` (objdet only) starts objdet from the very weights torchvision's run with the
 same seed starts from (converted by objdet.weights.torchvision), so a pair of runs differs only in
 the implementation; RetinaNet then also takes torchvision's head layout and L1 box loss.
+`--channels-last` (torchvision only) trains torchvision's model in the memory layout objdet's
+RetinaNet trains in, so that a pair rounds alike (objdet's Faster R-CNN trains contiguous).
 
     python bench/raccoon.py --arch faster_rcnn --impl objdet --epochs 12
     python bench/raccoon.py --arch retinanet --impl torchvision --epochs 12 --seed 1
     python bench/raccoon.py --arch retinanet --impl objdet --init torchvision --seed 1
+    python bench/raccoon.py --arch retinanet --impl torchvision --channels-last --seed 1
 
 Each run appends one json line (arch, impl, seed, epochs, seconds, AP, AP50) to --results.
 """
@@ -83,6 +86,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the weights, batch order and flips")
     parser.add_argument("--init", choices=["own", "torchvision"], default="own",
                         help="objdet's initial weights: its own, or torchvision's for the same seed")
+    parser.add_argument("--channels-last", action="store_true",
+                        help="train torchvision's model in channels-last memory format")
     parser.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True, help="bfloat16 autocast")
     parser.add_argument("--out", default="runs/bench-raccoon")
     parser.add_argument("--results", default="runs/bench-raccoon/results.jsonl")
@@ -94,9 +99,14 @@ def main() -> None:
     seed_everything(args.seed)
     if args.init == "torchvision" and args.impl != "objdet":
         parser.error("--init torchvision applies to --impl objdet")
+    if args.channels_last and args.impl != "torchvision":
+        parser.error("--channels-last applies to --impl torchvision (objdet picks its own layout)")
     model = (objdet_model(args.arch, args.size, args.init) if args.impl == "objdet"
              else torchvision_model(args.arch, args.size))
-    run = f"{args.arch}-{args.impl}{'-tvinit' if args.init == 'torchvision' else ''}-{args.seed}"
+    if args.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    variant = "-tvinit" if args.init == "torchvision" else "-cl" if args.channels_last else ""
+    run = f"{args.arch}-{args.impl}{variant}-{args.seed}"
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, optimizer="adamw", lr=args.lr,
                          weight_decay=0.05, warmup_iters=50, schedule="cosine", clip_grad_norm=10.0, eval_every=0,
                          amp=args.amp, seed=args.seed, out=f"{args.out}/{run}", progress=False)
@@ -104,8 +114,9 @@ def main() -> None:
     Trainer(model, train, None, config).fit()
     seconds = time.time() - start
     stats = inference.evaluate(model, test, args.batch_size)["bbox"]
-    row = {"arch": args.arch, "impl": args.impl, "init": args.init, "seed": args.seed, "amp": args.amp, "epochs": args.epochs, "size": args.size, "train_seconds": round(seconds),
-           "AP": round(stats["AP"], 4), "AP50": round(stats["AP50"], 4), "torch_threads": torch.get_num_threads()}
+    row = {"arch": args.arch, "impl": args.impl, "init": args.init, "channels_last": args.channels_last,
+           "seed": args.seed, "amp": args.amp, "epochs": args.epochs, "size": args.size,
+           "train_seconds": round(seconds), "AP": round(stats["AP"], 4), "AP50": round(stats["AP50"], 4), "torch_threads": torch.get_num_threads()}
     Path(args.results).parent.mkdir(parents=True, exist_ok=True)
     with open(args.results, "a", encoding="utf-8") as f:
         f.write(json.dumps(row) + "\n")

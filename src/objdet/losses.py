@@ -48,8 +48,8 @@ def _alpha_weighted(loss: Tensor, targets: Tensor, alpha: float | None) -> Tenso
         return loss
     if alpha > 1:
         raise ConfigError(f"alpha must lie in [0, 1] (or be None / negative to disable), got {alpha}")
-    # alpha t + (1 - alpha)(1 - t), built with one temporary
-    return torch.mul(targets, 2 * alpha - 1).add_(1 - alpha).mul_(loss)
+    # alpha t + (1 - alpha)(1 - t) in torchvision's order, so the weights round as its do
+    return torch.mul(targets, alpha).add_(torch.sub(1, targets).mul_(1 - alpha)).mul_(loss)
 
 
 def alpha_balanced_bce(logits: Tensor, targets: Tensor, alpha: float | None = 0.25, reduction: str = "sum") -> Tensor:
@@ -62,7 +62,8 @@ class _FocalLoss(torch.autograd.Function):
     """Element-wise focal loss that saves only logits and targets and recomputes the rest in backward.
 
     Autograd through the plain formula keeps about ten (anchor, class)-sized tensors alive until
-    backward; this keeps two and builds few temporaries, lowering a dense detector's peak memory.
+    backward; this keeps two and peaks at about six, lowering a dense detector's peak memory. Its
+    backward repeats autograd's chain op for op, so gradients are torchvision's to the last bit.
     """
 
     @staticmethod
@@ -81,23 +82,25 @@ class _FocalLoss(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_output: Tensor) -> tuple[Tensor, None, None, None]:
-        # with q = 1 - p_t = p + t - 2 p t and s = 1 - 2t, d(bce)/dx = p - t and dq/dx = p (1 - p) s, so
-        # d/dx [q^g bce] = q^(g-1) [(p - t) q + g bce p (1 - p) s]
+        # Autograd's chain through the plain formula, op for op (so the gradient is autograd's to the
+        # bit for targets in {0, 1}), with q = 1 - p_t rebuilt from the logits instead of saved:
+        #   d/dx = [g bce gamma q^(gamma-1)] (1 - 2t) p (1 - p) + (p - t) g q^gamma,  g = grad alpha_t
         logits, targets = ctx.saved_tensors
         gamma = ctx.gamma
+        grad = _alpha_weighted(grad_output, targets, ctx.alpha)
         p = torch.sigmoid(logits)
+        q = torch.mul(p, targets).add_(torch.sub(1, p).mul_(torch.sub(1, targets))).neg_().add_(1)
+        grad_bce = torch.pow(q, gamma).mul_(grad)
         if gamma == 0:
-            grad = p.sub_(targets)
-        else:
-            s = torch.mul(targets, -2).add_(1)
-            q = torch.addcmul(targets, p, s)
-            grad = F.binary_cross_entropy_with_logits(logits, targets, reduction="none").mul_(s)
-            del s
-            grad.mul_(p).mul_(torch.sub(1, p)).mul_(gamma)
-            grad.addcmul_(p.sub_(targets), q)
-            del p
-            grad.mul_(q.pow_(gamma - 1))
-        return _alpha_weighted(grad, targets, ctx.alpha).mul_(grad_output), None, None, None
+            return grad_bce.mul_(p.sub_(targets)), None, None, None
+        grad_q = F.binary_cross_entropy_with_logits(logits, targets, reduction="none").mul_(grad)
+        grad_q.mul_(q.pow_(gamma - 1).mul_(gamma))
+        del q
+        # p_t = p t + (1 - p)(1 - t), so dp_t/dp = t - (1 - t) and dq/dp = (1 - t) - t
+        grad_p = torch.sub(1, targets).mul_(grad_q).sub_(grad_q.mul_(targets))
+        del grad_q
+        grad_p.mul_(torch.sub(1, p)).mul_(p)
+        return grad_p.add_(grad_bce.mul_(p.sub_(targets))), None, None, None
 
 
 def sigmoid_focal_loss(
