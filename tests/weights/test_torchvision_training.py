@@ -1,18 +1,19 @@
-"""Faster R-CNN trained in float32 from the same weights on the same batches: objdet's gradients and weights
-are torchvision's to the last bit, step after step, so the two libraries train to the same model.
+"""Faster R-CNN and RetinaNet trained in float32 from the same weights on the same batches: objdet's
+gradients and weights are torchvision's to the last bit, step after step, so the two libraries train
+to the same model. objdet's RetinaNet trains channels-last, so torchvision's runs in that layout too.
 
 (bench/raccoon.py --no-amp runs this over a whole 480-step schedule.)
 """
 
 import torch
 from torchvision.models import resnet18
-from torchvision.models.detection import FasterRCNN
+from torchvision.models.detection import FasterRCNN, RetinaNet
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.backbone_utils import BackboneWithFPN
-from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
+from torchvision.ops.feature_pyramid_network import LastLevelMaxPool, LastLevelP6P7
 
 from objdet import build
-from objdet.weights.torchvision import rcnn_state_dict
+from objdet.weights.torchvision import rcnn_state_dict, retinanet_state_dict
 
 SIZE = 128
 
@@ -23,7 +24,7 @@ def _torchvision() -> FasterRCNN:
                                extra_blocks=LastLevelMaxPool())
     anchors = AnchorGenerator(((8,), (16,), (32,), (64,), (128,)), ((0.5, 1.0, 2.0),) * 5)
     return FasterRCNN(backbone, num_classes=3, min_size=SIZE, max_size=SIZE, rpn_anchor_generator=anchors,
-                      rpn_post_nms_top_n_train=200, box_batch_size_per_image=64)
+                      rpn_pre_nms_top_n_train=600, rpn_post_nms_top_n_train=200, box_batch_size_per_image=64)
 
 
 def _batch(step: int) -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:
@@ -36,13 +37,10 @@ def _batch(step: int) -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]
     return images, targets
 
 
-def test_float32_training_steps_equal_torchvision_bit_for_bit(one_thread):
-    torch.manual_seed(0)
-    tv = _torchvision().train()
-    ours = build("faster_rcnn_r18_fpn", num_classes=2, backbone_norm="BN", trainable_layers=5, fpn_channels=64,
-                 anchor_sizes=(8, 16, 32, 64, 128), rpn_post_nms_top_n=(200, 1000), box_batch_size=64,
-                 min_size=SIZE, max_size=SIZE)
-    ours.load_state_dict(rcnn_state_dict(tv.state_dict()))
+def _train_side_by_side(tv: torch.nn.Module, ours: torch.nn.Module, convert) -> None:
+    """Four AdamW steps on each model; after each, objdet's weights must be torchvision's exactly."""
+    tv.train()
+    ours.load_state_dict(convert(tv.state_dict()))
     ours.train()
     optimisers = [torch.optim.AdamW(m.parameters(), lr=1e-3) for m in (tv, ours)]
     for step in range(4):
@@ -52,6 +50,27 @@ def test_float32_training_steps_equal_torchvision_bit_for_bit(one_thread):
             optimiser.zero_grad()
             sum(model(images, targets).values()).backward()
             optimiser.step()
-        expected = rcnn_state_dict(tv.state_dict())
+        expected = convert(tv.state_dict())
         for key, value in ours.state_dict().items():
             torch.testing.assert_close(value, expected[key], rtol=0, atol=0, msg=f"step {step}: {key}")
+
+
+def test_faster_rcnn_float32_training_steps_equal_torchvision_bit_for_bit(one_thread):
+    torch.manual_seed(0)
+    ours = build("faster_rcnn_r18_fpn", num_classes=2, backbone_norm="BN", trainable_layers=5, fpn_channels=64,
+                 anchor_sizes=(8, 16, 32, 64, 128), rpn_pre_nms_top_n=(600, 1000), rpn_post_nms_top_n=(200, 1000),
+                 box_batch_size=64,
+                 min_size=SIZE, max_size=SIZE)
+    _train_side_by_side(_torchvision(), ours, rcnn_state_dict)
+
+
+def test_retinanet_float32_training_steps_equal_torchvision_bit_for_bit(one_thread):
+    torch.manual_seed(0)
+    layers = {"layer2": "0", "layer3": "1", "layer4": "2"}
+    backbone = BackboneWithFPN(resnet18(weights=None), layers, [128, 256, 512], 64,
+                               extra_blocks=LastLevelP6P7(512, 64))
+    tv = RetinaNet(backbone, num_classes=3, min_size=SIZE, max_size=SIZE).to(memory_format=torch.channels_last)
+    # torchvision's layout: a (never used) background channel and an L1 box loss
+    ours = build("retinanet_r18_fpn", num_classes=2, backbone_norm="BN", trainable_layers=5, fpn_channels=64,
+                 background_channel=True, box_loss="l1", min_size=SIZE, max_size=SIZE)
+    _train_side_by_side(tv, ours, retinanet_state_dict)
