@@ -17,7 +17,8 @@ RetinaNet trains in, so that a pair rounds alike (objdet's Faster R-CNN trains c
     python bench/raccoon.py --arch retinanet --impl objdet --init torchvision --seed 1
     python bench/raccoon.py --arch retinanet --impl torchvision --channels-last --seed 1
 
-Each run appends one json line (arch, impl, seed, epochs, seconds, AP, AP50) to --results.
+Each run appends one json line (arch, impl, init, channels_last: whether --channels-last was given,
+seed, epochs, seconds, AP, AP50) to --results.
 """
 
 from __future__ import annotations
@@ -116,7 +117,8 @@ def main() -> None:
     stats = inference.evaluate(model, test, args.batch_size)["bbox"]
     row = {"arch": args.arch, "impl": args.impl, "init": args.init, "channels_last": args.channels_last,
            "seed": args.seed, "amp": args.amp, "epochs": args.epochs, "size": args.size,
-           "train_seconds": round(seconds), "AP": round(stats["AP"], 4), "AP50": round(stats["AP50"], 4), "torch_threads": torch.get_num_threads()}
+           "train_seconds": round(seconds), "AP": round(stats["AP"], 4), "AP50": round(stats["AP50"], 4),
+           "torch_threads": torch.get_num_threads()}
     Path(args.results).parent.mkdir(parents=True, exist_ok=True)
     with open(args.results, "a", encoding="utf-8") as f:
         f.write(json.dumps(row) + "\n")

@@ -83,7 +83,7 @@ class _FocalLoss(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad_output: Tensor) -> tuple[Tensor, None, None, None]:
         # Autograd's chain through the plain formula, op for op (so the gradient is autograd's to the
-        # bit for targets in {0, 1}), with q = 1 - p_t rebuilt from the logits instead of saved:
+        # bit), with q = 1 - p_t rebuilt from the logits instead of saved:
         #   d/dx = [g bce gamma q^(gamma-1)] (1 - 2t) p (1 - p) + (p - t) g q^gamma,  g = grad alpha_t
         logits, targets = ctx.saved_tensors
         gamma = ctx.gamma
