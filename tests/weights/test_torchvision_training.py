@@ -5,6 +5,8 @@ to the same model. objdet's RetinaNet trains channels-last, so torchvision's run
 (bench/raccoon.py --no-amp runs this over a whole 480-step schedule.)
 """
 
+from collections.abc import Callable
+
 import torch
 from torchvision.models import resnet18
 from torchvision.models.detection import FasterRCNN, RetinaNet
@@ -37,7 +39,7 @@ def _batch(step: int) -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]
     return images, targets
 
 
-def _train_side_by_side(tv: torch.nn.Module, ours: torch.nn.Module, convert) -> None:
+def _train_side_by_side(tv: torch.nn.Module, ours: torch.nn.Module, convert: Callable[[dict], dict]) -> None:
     """Four AdamW steps on each model; after each, objdet's weights must be torchvision's exactly."""
     tv.train()
     ours.load_state_dict(convert(tv.state_dict()))
@@ -59,8 +61,7 @@ def test_faster_rcnn_float32_training_steps_equal_torchvision_bit_for_bit(one_th
     torch.manual_seed(0)
     ours = build("faster_rcnn_r18_fpn", num_classes=2, backbone_norm="BN", trainable_layers=5, fpn_channels=64,
                  anchor_sizes=(8, 16, 32, 64, 128), rpn_pre_nms_top_n=(600, 1000), rpn_post_nms_top_n=(200, 1000),
-                 box_batch_size=64,
-                 min_size=SIZE, max_size=SIZE)
+                 box_batch_size=64, min_size=SIZE, max_size=SIZE)
     _train_side_by_side(_torchvision(), ours, rcnn_state_dict)
 
 
