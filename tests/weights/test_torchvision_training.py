@@ -20,7 +20,7 @@ from objdet.weights.torchvision import rcnn_state_dict, retinanet_state_dict
 SIZE = 128
 
 
-def _torchvision() -> FasterRCNN:
+def _torchvision_faster_rcnn() -> FasterRCNN:
     layers = {"layer1": "0", "layer2": "1", "layer3": "2", "layer4": "3"}
     backbone = BackboneWithFPN(resnet18(weights=None), layers, [64, 128, 256, 512], 64,
                                extra_blocks=LastLevelMaxPool())
@@ -62,7 +62,7 @@ def test_faster_rcnn_float32_training_steps_equal_torchvision_bit_for_bit(one_th
     ours = build("faster_rcnn_r18_fpn", num_classes=2, backbone_norm="BN", trainable_layers=5, fpn_channels=64,
                  anchor_sizes=(8, 16, 32, 64, 128), rpn_pre_nms_top_n=(600, 1000), rpn_post_nms_top_n=(200, 1000),
                  box_batch_size=64, min_size=SIZE, max_size=SIZE)
-    _train_side_by_side(_torchvision(), ours, rcnn_state_dict)
+    _train_side_by_side(_torchvision_faster_rcnn(), ours, rcnn_state_dict)
 
 
 def test_retinanet_float32_training_steps_equal_torchvision_bit_for_bit(one_thread):
