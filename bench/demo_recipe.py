@@ -16,7 +16,7 @@ import time
 
 import torch
 
-from objdet.cli import _data_overrides, _demo_overrides
+from objdet.demo import model_fields
 from objdet.data.augment import HorizontalFlip
 from objdet.data.shapes import ShapesDataset
 from objdet.engine.trainer import TrainConfig, Trainer, seed_everything
@@ -44,14 +44,14 @@ def main() -> None:
     flip = HorizontalFlip(keypoint_names=ShapesDataset.keypoint_names)
     train = ShapesDataset("train", length=a.train, image_size=a.size, seed=0, transforms=flip)
     val = ShapesDataset("val", length=a.val, image_size=a.size, seed=0)
-    over = {**_data_overrides(a.model, train), **_demo_overrides(a.model, a.size), **json.loads(a.over)}
+    over = {**model_fields(a.model, train, a.size), **json.loads(a.over)}
     seed_everything(0)
     model = build(a.model, **over)
     config = TrainConfig(epochs=a.epochs, batch_size=a.bs, optimizer="adamw", lr=a.lr, weight_decay=a.wd,
                          warmup_iters=a.warmup, schedule="cosine", clip_grad_norm=10.0, amp=a.amp,
                          eval_every=a.eval_every, seed=0, out=a.out, progress=False)
     start = time.time()
-    Trainer(model, train, val, config, arch=a.model, model_config=over).fit()
+    Trainer(model, train, val, config).fit()
     print(f"trained and scored in {time.time() - start:.0f} s")
 
 

@@ -5,8 +5,8 @@ included. Compares code versions side by side on the same machine:
     python bench/demo_step.py --steps 60
     git worktree add /tmp/old REV && PYTHONPATH=/tmp/old/src python bench/demo_step.py --steps 60
 
-(an old REV without `objdet.cli.demo_train_config` needs a copy of this script with that call replaced
-by the `TrainConfig(...)` it returns).
+(an old REV without `objdet.demo` needs a copy of this script calling what that REV had: before
+2026-12-02, `objdet.cli._data_overrides`, `_demo_overrides` and `demo_train_config`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 import objdet
-from objdet.cli import _data_overrides, _demo_overrides, demo_train_config
+from objdet.demo import model_fields, train_config
 from objdet.data.augment import HorizontalFlip
 from objdet.data.shapes import ShapesDataset
 from objdet.engine.trainer import Trainer, seed_everything
@@ -37,12 +37,12 @@ def main() -> None:
     flip = HorizontalFlip(keypoint_names=ShapesDataset.keypoint_names)
     train = ShapesDataset("train", length=4 * args.steps, image_size=128, seed=0, transforms=flip)
     seed_everything(0)
-    overrides = {**_data_overrides(name, train), **_demo_overrides(name, 128)}
+    overrides = model_fields(name, train, 128)
     model = build(name, **overrides)
     stamps: list[float] = []
     with tempfile.TemporaryDirectory() as out:
-        config = demo_train_config(1, 4, 5e-4, True, 0, Path(out), progress=False)
-        trainer = Trainer(model, train, None, config, arch=name, model_config=overrides,
+        config = train_config(1, 4, 5e-4, True, 0, Path(out), progress=False)
+        trainer = Trainer(model, train, None, config,
                           step_hook=lambda step, values: stamps.append(time.perf_counter()))
         trainer.fit()
     steps = [b - a for a, b in zip(stamps, stamps[1:])][5:]

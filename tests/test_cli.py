@@ -11,16 +11,12 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent / "engine"))
 
-from engine_toys import ToyDetector  # noqa: E402
-from objdet import cli, zoo  # noqa: E402
-from objdet.data.coco import load_json, write_coco_dataset  # noqa: E402
+import engine_toys  # noqa: E402,F401  (registers the zoo model `toy`)
+from objdet import cli  # noqa: E402
+from objdet.data.coco import write_coco_dataset  # noqa: E402
+from objdet.io import load_json  # noqa: E402
 from objdet.data.shapes import ShapesDataset  # noqa: E402
 from objdet.engine import checkpoint  # noqa: E402
-
-
-@pytest.fixture
-def toy_zoo(monkeypatch):
-    monkeypatch.setitem(zoo._BUILDERS, "toy", lambda num_classes=5, **kw: ToyDetector(num_classes=num_classes, **kw))
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +39,7 @@ def _train(spec, out, *extra):
                      "--warmup-iters", "1", "--eval-every", "0", "--no-progress", *extra])
 
 
-def test_train_resume_matches_one_run_and_predict_draws(toy_zoo, tiny_coco, tmp_path):
+def test_train_resume_matches_one_run_and_predict_draws(tiny_coco, tmp_path):
     spec, image_dir = tiny_coco
     assert _train(spec, tmp_path / "full", "--epochs", "2") == 0
     # the toy sends SIGINT (a Ctrl-C) to this process during its 4th step: the run saves and stops
@@ -79,7 +75,7 @@ def test_train_resume_matches_one_run_and_predict_draws(toy_zoo, tiny_coco, tmp_
     assert torch.allclose(torch.tensor([x, y, x + w, y + h]), expected, atol=1e-3)
 
 
-def test_eval_of_a_model_equals_eval_of_its_saved_results(toy_zoo, tiny_coco, tmp_path, capsys):
+def test_eval_of_a_model_equals_eval_of_its_saved_results(tiny_coco, tmp_path, capsys):
     spec, _ = tiny_coco
     assert _train(spec, tmp_path / "run", "--epochs", "1") == 0
     capsys.readouterr()
@@ -93,7 +89,7 @@ def test_eval_of_a_model_equals_eval_of_its_saved_results(toy_zoo, tiny_coco, tm
     assert len(load_json(tmp_path / "dt.json")) == 6  # one detection per image from the toy
 
 
-def test_user_errors_exit_with_a_message(toy_zoo, tmp_path, capsys):
+def test_user_errors_exit_with_a_message(tmp_path, capsys):
     assert cli.main(["predict", "--model", str(tmp_path / "missing.pt"), str(tmp_path)]) == 2
     assert "missing.pt" in capsys.readouterr().err
     assert cli.main(["train", "--model", "no_such_model", "--data", "shapes", "--out", str(tmp_path)]) == 2

@@ -8,7 +8,7 @@ from effdet import create_model
 
 import objdet
 from objdet.errors import ConfigError
-from objdet.zoo import efficientdet_scaling
+from objdet.detectors.efficientdet import efficientdet_scaling
 
 # The seed's Table 1 (EfficientDet paper): R_input, backbone, W_bifpn, D_bifpn, D_class.
 SEED_TABLE = {

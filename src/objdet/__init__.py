@@ -14,6 +14,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "list_models": "objdet.zoo",
     "build": "objdet.zoo",
+    "load": "objdet.zoo",
     "from_torchvision": "objdet.weights.torchvision",
     "from_effdet": "objdet.weights.effdet",
     "evaluate_coco": "objdet.evaluation.coco",

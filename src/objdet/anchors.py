@@ -129,3 +129,11 @@ class AnchorGenerator:
         height, width = (int(v) for v in image_size)
         strides = [(height // int(h), width // int(w)) for h, w in feature_shapes]
         return torch.cat(self.grid_anchors(feature_shapes, strides)).to(device)
+
+
+def effdet_anchor_generator(min_level: int, max_level: int, num_scales: int,
+                            aspect_ratios: Sequence[tuple[float, float]], anchor_scale: float) -> AnchorGenerator:
+    """effdet's anchors: unrounded, centred on (i + 0.5) * stride, octave scales before aspect ratios."""
+    levels = range(min_level, max_level + 1)
+    return AnchorGenerator(retinanet_sizes(levels, num_scales, anchor_scale), [aspect_ratios] * len(levels),
+                           offset=0.5, round_base=False, size_major=True)

@@ -114,3 +114,15 @@ def sigmoid_focal_loss(
     if gamma < 0:
         raise ConfigError(f"focal loss needs gamma >= 0, got {gamma}")
     return _reduce(_FocalLoss.apply(logits, targets, alpha, gamma), reduction)
+
+
+def giou_loss(boxes: Tensor, target: Tensor) -> Tensor:
+    """Generalised IoU loss 1 - GIoU per box pair (xyxy rows), summed (torchvision's RetinaNet v2 box loss)."""
+    lt, rb = torch.max(boxes[:, :2], target[:, :2]), torch.min(boxes[:, 2:], target[:, 2:])
+    inter = (rb - lt).clamp(min=0).prod(1)
+    area = lambda b: (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])  # noqa: E731
+    union = area(boxes) + area(target) - inter
+    eps = 1e-7
+    iou = inter / (union + eps)
+    hull = (torch.max(boxes[:, 2:], target[:, 2:]) - torch.min(boxes[:, :2], target[:, :2])).prod(1)
+    return (1 - iou + (hull - union) / (hull + eps)).sum()

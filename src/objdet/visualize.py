@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -88,3 +88,18 @@ def save_detections(image: torch.Tensor | Image.Image, detections: Mapping[str, 
     path.parent.mkdir(parents=True, exist_ok=True)
     draw_detections(image, detections, **options).save(path, format="PNG")
     return path
+
+
+def draw_samples(dataset: Any, out_dir: str | os.PathLike, count: int = 8, prefix: str = "sample") -> list[Path]:
+    """Draw the first `count` samples of a data set with their targets (boxes, masks, keypoints and the
+    categories' names and skeleton) to PNGs `<prefix>_000.png`, ... in `out_dir`."""
+    categories = list(getattr(dataset, "categories", []) or [])
+    names = {i + 1: c["name"] for i, c in enumerate(categories)}
+    skeleton = next((c["skeleton"] for c in categories if c.get("skeleton")), None)
+    out_dir = Path(out_dir)
+    paths = []
+    for i in range(min(count, len(dataset))):
+        image, target = dataset[i]
+        paths.append(save_detections(image, target, out_dir / f"{prefix}_{i:03d}.png",
+                                     label_names=names, skeleton=skeleton))
+    return paths

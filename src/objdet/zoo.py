@@ -1,92 +1,149 @@
-"""The model zoo: named configurations and `build(name, **overrides)`.
+"""The model zoo: every named model, its config class, build function and defaults, in one table.
 
-Each entry maps a name to a builder function taking keyword overrides (num_classes, ...).
-Builders live beside the detectors they build; this file only names them.
+`config(name, **overrides)` is the full config dataclass of a zoo model; `build(name_or_config, ...)` makes
+the model; `load(path)` rebuilds a checkpoint; `describe(model)` is what a checkpoint stores to rebuild it
+(the zoo name, the full config and the class names). Detector modules are imported on first use, so
+`import objdet` stays light.
 """
 
 from __future__ import annotations
 
-import functools
-from typing import Any, Callable
+import dataclasses
+import os
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence
 
 from torch import nn
 
 from objdet.errors import ConfigError
 
-_BUILDERS: dict[str, Callable[..., nn.Module]] = {}
+
+@dataclass(frozen=True)
+class Entry:
+    """One zoo model: its config class, the function that builds it from a config, and its defaults."""
+
+    name: str
+    config: type
+    build: Callable[[Any], nn.Module]
+    defaults: Mapping[str, Any]
+    summary: str = ""
 
 
-def _register(name: str, builder: Callable[..., nn.Module]) -> None:
-    _BUILDERS[name] = builder
+_ENTRIES: dict[str, Entry] = {}
+
+
+def register(name: str, config: type, build: Callable[[Any], nn.Module], defaults: Mapping[str, Any] | None = None,
+             summary: str = "") -> None:
+    """Add (or replace) a zoo model: `build(config(**defaults, **overrides))` makes it."""
+    _load_entries()
+    _ENTRIES[name] = Entry(name, config, build, dict(defaults or {}), summary)
+
+
+def _load_entries() -> None:
+    """Fill the table on first use."""
+    if _ENTRIES:
+        return
+    from objdet.detectors import efficientdet as ed, fast_rcnn as fast, faster_rcnn as rcnn, keypoint_rcnn as kp
+    from objdet.detectors import mask_rcnn as mask, retinanet as retina
+
+    R = (rcnn.RCNNConfig, rcnn.build_rcnn)
+    table: list[tuple[str, tuple, dict[str, Any], str]] = [
+        ("fast_rcnn_r50_fpn", R, fast.FAST, "Fast R-CNN on ResNet-50 + FPN with RoIPool; proposals given"),
+        ("fast_rcnn_r18_fpn", R, {**fast.FAST, **fast.SMALL_FAST}, "CPU-sized Fast R-CNN (ResNet-18)"),
+        ("faster_rcnn_r50_fpn", R, {}, "torchvision's fasterrcnn_resnet50_fpn"),
+        ("faster_rcnn_r50_fpn_v2", R, rcnn.V2, "torchvision's fasterrcnn_resnet50_fpn_v2"),
+        ("faster_rcnn_r50_c4", R, rcnn.C4, "the seed's C4 baseline: RPN and RoIs on res4, res5 as RoI head"),
+        ("faster_rcnn_r18_fpn", R, rcnn.SMALL, "CPU-sized Faster R-CNN: ResNet-18, 128-channel FPN"),
+        ("mask_rcnn_r50_fpn", R, mask.MASK, "torchvision's maskrcnn_resnet50_fpn"),
+        ("mask_rcnn_r50_fpn_v2", R, {**rcnn.V2, **mask.V2_MASK}, "torchvision's maskrcnn_resnet50_fpn_v2"),
+        ("mask_rcnn_r18_fpn", R, {**rcnn.SMALL, **mask.MASK}, "CPU-sized Mask R-CNN (ResNet-18)"),
+        ("keypoint_rcnn_r50_fpn", R, kp.PERSON_KEYPOINTS, "torchvision's keypointrcnn_resnet50_fpn"),
+        ("keypoint_rcnn_r18_fpn", R, {**rcnn.SMALL, **kp.PERSON_KEYPOINTS, **kp.SMALL_HEAD},
+         "CPU-sized Keypoint R-CNN (ResNet-18, 4-conv 128-channel keypoint head)"),
+        ("retinanet_r50_fpn", (retina.RetinaNetConfig, retina.build_retinanet), {}, "RetinaNet, ResNet-50 FPN"),
+        ("retinanet_r18_fpn", (retina.RetinaNetConfig, retina.build_retinanet), retina.SMALL,
+         "CPU-sized RetinaNet (ResNet-18, 128-channel FPN and subnets)"),
+    ]
+    table += [(f"efficientdet_d{phi}", (ed.EfficientDetConfig, ed.build_efficientdet), ed.efficientdet_scaling(phi),
+               f"EfficientDet-D{phi} by compound scaling") for phi in range(8)]
+    for name, (config_class, build_fn), defaults, summary in table:
+        _ENTRIES[name] = Entry(name, config_class, build_fn, defaults, summary)
 
 
 def list_models() -> list[str]:
     """Names accepted by `build`, sorted."""
     _load_entries()
-    return sorted(_BUILDERS)
+    return sorted(_ENTRIES)
 
 
-def build(name: str, **overrides: Any) -> nn.Module:
-    """Build the zoo model `name`; keyword overrides replace fields of its config (e.g. num_classes)."""
+def entry(name: str) -> Entry:
+    """The zoo entry `name`; an unknown name is a ConfigError listing the known ones."""
     _load_entries()
-    if name not in _BUILDERS:
-        raise ConfigError(f"unknown model {name!r}; known models: {', '.join(sorted(_BUILDERS))}")
-    return _BUILDERS[name](**overrides)
+    if name not in _ENTRIES:
+        raise ConfigError(f"unknown model {name!r}; known models: {', '.join(sorted(_ENTRIES))}")
+    return _ENTRIES[name]
 
 
-def _load_entries() -> None:
-    """Fill the table on first use (keeps `import objdet` light)."""
-    if _BUILDERS:
-        return
-    # --- two-stage entries (filled by the two-stage detectors) ---
-    from objdet.detectors import fast_rcnn, faster_rcnn, keypoint_rcnn, mask_rcnn
+def config(name: str, **overrides: Any) -> Any:
+    """The full config dataclass of zoo model `name`: its defaults, then `overrides` (unknown fields name
+    themselves in a ConfigError)."""
+    from objdet.detectors.base import make_config
 
-    for module, names in (
-        (fast_rcnn, ("fast_rcnn_r50_fpn", "fast_rcnn_r18_fpn")),
-        (faster_rcnn, ("faster_rcnn_r50_fpn", "faster_rcnn_r50_fpn_v2", "faster_rcnn_r50_c4", "faster_rcnn_r18_fpn")),
-        (mask_rcnn, ("mask_rcnn_r50_fpn", "mask_rcnn_r50_fpn_v2", "mask_rcnn_r18_fpn")),
-        (keypoint_rcnn, ("keypoint_rcnn_r50_fpn", "keypoint_rcnn_r18_fpn")),
-    ):
-        for name in names:
-            _register(name, getattr(module, name))
-    # --- one-stage entries (filled by the one-stage detectors) ---
-    from objdet.detectors import efficientdet as _effdet, retinanet as _retina
-
-    _register("retinanet_r50_fpn", _retina.retinanet_r50_fpn)
-    _register("retinanet_r18_fpn", _retina.retinanet_r18_fpn)
-    for phi in range(8):
-        _register(f"efficientdet_d{phi}", functools.partial(_effdet.efficientdet, **efficientdet_scaling(phi)))
+    e = entry(name)
+    return make_config(e.config, {**e.defaults, **overrides})
 
 
-# EfficientDet's compound scaling: the seed's formulas, then the rounding the paper published in its
-# Table 1 where it departs from "nearest multiple of 8": widths 112 (D2) and 224 (D4), BiFPN depth
-# held at 7 for D5 and 8 beyond, R = 1280 for D5 and 1536 for D7, D7 reusing D6's trunk and width.
-_PUBLISHED_ROUNDING: dict[int, dict[str, int]] = {
-    2: {"fpn_channels": 112},
-    4: {"fpn_channels": 224},
-    5: {"fpn_layers": 7, "image_size": 1280},
-    6: {"fpn_layers": 8},
-    7: {"fpn_channels": 384, "fpn_layers": 8, "image_size": 1536, "trunk": 6},
-}
+def _entry_of(cfg: Any) -> Entry:
+    _load_entries()
+    for e in _ENTRIES.values():
+        if type(cfg) is e.config:
+            return e
+    raise ConfigError(f"no zoo model is built from a {type(cfg).__name__}")
 
 
-def efficientdet_scaling(phi: int) -> dict[str, Any]:
-    """EfficientDet-D{phi} config fields from one coefficient: W = 64*1.35^phi, D = 3+phi, D_class = 3+phi//3,
-    R = 512+128*phi, rounded as the paper's table (channels to a multiple of 8 unless it published another)."""
-    if not 0 <= phi <= 7:
-        raise ConfigError(f"EfficientDet compound coefficient must be 0..7, got {phi}")
-    fields = {
-        "fpn_channels": 8 * round(64 * 1.35**phi / 8),
-        "fpn_layers": 3 + phi,
-        "head_depth": 3 + phi // 3,
-        "image_size": 512 + 128 * phi,
-        "trunk": phi,
-    }
-    fields.update(_PUBLISHED_ROUNDING.get(phi, {}))
-    trunk = fields.pop("trunk")
-    fields["backbone"] = f"tf_efficientnet_b{trunk}"
-    if phi >= 6:
-        fields["fusion"] = "sum"  # D6/D7 fuse by plain sums (the released checkpoints, for training stability)
-    if phi == 7:
-        fields["anchor_scale"] = 5.0
-    return fields
+def build(model: str | Any, *, classes: Sequence[str] | None = None, **overrides: Any) -> nn.Module:
+    """Build a zoo model from its name (with config `overrides`) or from a config dataclass.
+
+    `classes` names the classes (labels 1..K in that order) and sets `num_classes`; the model keeps them
+    as `model.class_names` (None when not given). The model's `config` is the full config and `arch` the
+    zoo name, which is what checkpoints store to rebuild it."""
+    if classes is not None:
+        classes = [str(c) for c in classes]
+        if not classes:
+            raise ConfigError("classes must name at least one class")
+        overrides["num_classes"] = len(classes)
+    if isinstance(model, str):
+        e, cfg = entry(model), config(model, **overrides)
+    else:
+        if not dataclasses.is_dataclass(model):
+            raise ConfigError(f"build takes a zoo name or a config, got {type(model).__name__}")
+        e = _entry_of(model)
+        cfg = dataclasses.replace(model, **overrides) if overrides else model
+    net = e.build(cfg)
+    net.config, net.arch, net.class_names = cfg, e.name, classes
+    return net
+
+
+def describe(model: nn.Module) -> dict[str, Any]:
+    """What a checkpoint stores to rebuild `model` alone: {"arch", "config" (plain types), "class_names"}."""
+    cfg = getattr(model, "config", None)
+    arch = getattr(model, "arch", None)
+    if cfg is None or not dataclasses.is_dataclass(cfg):
+        raise ConfigError(f"{type(model).__name__} was not built by objdet.build: it has no config to save")
+    if arch is None:
+        arch = _entry_of(cfg).name
+    plain = {k: _plain(v) for k, v in dataclasses.asdict(cfg).items()}
+    names = getattr(model, "class_names", None)
+    return {"arch": arch, "config": plain, "class_names": list(names) if names else None}
+
+
+def _plain(value: Any) -> Any:
+    return [_plain(v) for v in value] if isinstance(value, (tuple, list)) else value
+
+
+def load(source: str | os.PathLike, map_location: str = "cpu") -> nn.Module:
+    """The model a checkpoint holds, rebuilt from its zoo name and config, in eval mode with its class names
+    (`model.class_names`); a training checkpoint's EMA weights when it kept an average."""
+    from objdet.engine.checkpoint import load_model
+
+    return load_model(source, map_location)[0]

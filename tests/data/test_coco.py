@@ -13,7 +13,8 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from torchvision.ops import box_convert
 
-from objdet.data.coco import CocoDataset, dataset_to_coco, save_json, to_coco_results
+from objdet.data.coco import CocoDataset, dataset_to_coco, to_coco_results
+from objdet.io import save_json
 from objdet.data.validate import DataWarning
 from objdet.errors import AnnotationError, DataError, ImageError
 

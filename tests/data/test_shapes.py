@@ -9,7 +9,7 @@ from PIL import Image
 from torchvision.ops import masks_to_boxes
 
 from objdet.data.coco import CocoDataset, write_coco_dataset
-from objdet.data.shapes import (SPLITS, ShapesDataset, draw_samples, extremal_points, generate,
+from objdet.data.shapes import (SPLITS, ShapesDataset, extremal_points, generate,
                                 occlude)
 from objdet.errors import ConfigError
 
@@ -99,7 +99,9 @@ def test_export_to_coco_reads_back_identically(tmp_path):
 
 
 def test_draw_samples_writes_pngs(tmp_path):
-    paths = draw_samples(tmp_path, count=2, seed=1)
+    from objdet.visualize import draw_samples
+
+    paths = draw_samples(ShapesDataset("train", length=4, seed=1), tmp_path, count=2)
     assert len(paths) == 2
     for p in paths:
         with Image.open(p) as img:

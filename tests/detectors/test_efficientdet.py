@@ -8,7 +8,6 @@ from one_stage_helpers import assert_finds_every_object, two_object_shapes_image
 
 import objdet
 from objdet import from_effdet
-from objdet.detectors.efficientdet import efficientdet
 from objdet.errors import ConfigError
 
 SIZE = 128
@@ -39,14 +38,14 @@ def test_training_losses_equal_effdet(one_thread):
 
 
 def test_fusion_and_graph_are_options():
-    sum_fused = efficientdet(backbone="efficientnet_b0", image_size=SIZE, fusion="sum")
+    sum_fused = objdet.build("efficientdet_d0", backbone="efficientnet_b0", image_size=SIZE, fusion="sum")
     assert all(cell.fuse.weight is None for layer in sum_fused.neck.layers for cell in layer.cells)
-    panet = efficientdet(backbone="efficientnet_b0", image_size=SIZE, graph="panet", fpn_layers=1)
+    panet = objdet.build("efficientdet_d0", backbone="efficientnet_b0", image_size=SIZE, graph="panet", fpn_layers=1)
     assert len(panet.neck.layers[0].cells) == 10
     with pytest.raises(ConfigError):
-        efficientdet(graph="nas")
+        objdet.build("efficientdet_d0", graph="nas")
     with pytest.raises(ConfigError):
-        efficientdet(unknown_option=1)
+        objdet.build("efficientdet_d0", unknown_option=1)
 
 
 def test_tiny_efficientdet_overfits_one_shapes_image(one_thread):

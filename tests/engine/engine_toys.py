@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import os
 import signal
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import Dataset
+
+from objdet import zoo
+from objdet.detectors.base import DetectorConfig
 
 COLOURS = torch.tensor([[1.0, 0.2, 0.2], [0.2, 1.0, 0.2], [0.2, 0.2, 1.0]])
 
@@ -53,6 +57,16 @@ class ToyBoxes(Dataset):
         return image, target
 
 
+@dataclass
+class ToyConfig(DetectorConfig):
+    """The toy's fields, so checkpoints of it rebuild through the zoo like a real detector's."""
+
+    num_classes: int = 3
+    dropout: float = 0.1
+    nan_at_call: int | None = None
+    interrupt_at_call: int | None = None
+
+
 class ToyDetector(nn.Module):
     """Predicts one box and one class per image; losses are per-image means (so DDP averages exactly).
 
@@ -63,6 +77,8 @@ class ToyDetector(nn.Module):
     def __init__(self, num_classes: int = 3, dropout: float = 0.1, nan_at_call: int | None = None,
                  interrupt_at_call: int | None = None):
         super().__init__()
+        self.config = ToyConfig(num_classes, dropout, nan_at_call, interrupt_at_call)
+        self.arch, self.class_names = "toy", None
         self.features = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, stride=2, padding=1), nn.ReLU())
         self.box = nn.Linear(8 * 4 + 8, 4)
         self.cls = nn.Linear(8 * 4 + 8, num_classes)
@@ -94,3 +110,10 @@ class ToyDetector(nn.Module):
         scores, labels = logits.softmax(-1).max(-1)
         return [{"boxes": (b * size)[None], "scores": s[None], "labels": (l + 1)[None]}
                 for b, s, l in zip(boxes, scores, labels)]
+
+
+def build_toy(cfg: ToyConfig) -> ToyDetector:
+    return ToyDetector(cfg.num_classes, cfg.dropout, cfg.nan_at_call, cfg.interrupt_at_call)
+
+
+zoo.register("toy", ToyConfig, build_toy)

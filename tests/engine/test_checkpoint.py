@@ -19,7 +19,8 @@ class _Pickled:
 
 
 def test_round_trip_keeps_tensors_and_containers(tmp_path):
-    payload = {"model": {"w": torch.arange(6.0).reshape(2, 3)}, "arch": "x", "config": {"num_classes": 3},
+    payload = {"format": checkpoint.FORMAT, "model": {"w": torch.arange(6.0).reshape(2, 3)}, "arch": "x",
+               "config": {"num_classes": 3},
                "epoch": 2, "step": 17, "history": [{"bbox/AP": 0.5}], "ema": None}
     path = checkpoint.save(tmp_path / "sub" / "ck.pt", payload)
     back = checkpoint.load(path)
@@ -76,9 +77,17 @@ def test_rng_state_survives_a_weights_only_round_trip(tmp_path):
 
 
 def test_load_model_rebuilds_the_named_zoo_model(tmp_path, monkeypatch):
-    from objdet import zoo
+    from dataclasses import dataclass
 
-    monkeypatch.setitem(zoo._BUILDERS, "lin", lambda num_classes=2: torch.nn.Linear(3, num_classes))
+    from objdet import zoo
+    from objdet.detectors.base import DetectorConfig
+
+    @dataclass
+    class LinConfig(DetectorConfig):
+        num_classes: int = 2
+
+    zoo.list_models()
+    monkeypatch.setitem(zoo._ENTRIES, "lin", zoo.Entry("lin", LinConfig, lambda cfg: torch.nn.Linear(3, cfg.num_classes), {}))
     model = torch.nn.Linear(3, 4)
     ema = {"model": {k: v + 1 for k, v in model.state_dict().items()}, "updates": 3}
     checkpoint.save(tmp_path / "m.pt", {"model": model.state_dict(), "arch": "lin", "config": {"num_classes": 4}, "ema": ema})

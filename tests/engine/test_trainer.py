@@ -28,7 +28,7 @@ def _config(tmp_path, **kw):
 def _trainer(tmp_path, hook=None, model=None, **kw):
     torch.manual_seed(0)
     model = model or ToyDetector()
-    return Trainer(model, ToyBoxes(10), None, _config(tmp_path, **kw), arch="toy", step_hook=hook)
+    return Trainer(model, ToyBoxes(10), None, _config(tmp_path, **kw), step_hook=hook)
 
 
 @pytest.mark.parametrize("schedule", ["step", "cosine"])
@@ -153,7 +153,7 @@ def hook(step, values):
 torch.manual_seed(0)
 cfg = TrainConfig(epochs=3, batch_size=4, lr=0.05, warmup_iters=2, eval_every=0, progress=False,
                   out={out!r}, checkpoint_every=2, ema=True)
-Trainer(ToyDetector(), ToyBoxes(10), None, cfg, arch="toy", step_hook=hook).fit()
+Trainer(ToyDetector(), ToyBoxes(10), None, cfg, step_hook=hook).fit()
 """
 
 
@@ -184,7 +184,7 @@ def test_evaluation_every_epoch_matches_pycocotools_and_keeps_the_best(tmp_path)
     val = ToyBoxes(8, flip=False)  # the first training images: enough to see AP move in a few epochs
     torch.manual_seed(0)
     cfg = _config(tmp_path, epochs=5, eval_every=2, optimizer="adamw", lr=0.01, weight_decay=0.0, batch_size=2)
-    trainer = Trainer(ToyDetector(dropout=0.0), ToyBoxes(8, flip=False), val, cfg, arch="toy")
+    trainer = Trainer(ToyDetector(dropout=0.0), ToyBoxes(8, flip=False), val, cfg)
     trainer.fit()
     assert [h["epoch"] for h in trainer.history] == [2, 4, 5]  # every 2nd epoch and the last
     assert max(h["bbox/AP"] for h in trainer.history) > 0

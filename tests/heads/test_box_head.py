@@ -29,7 +29,7 @@ def test_loss_hand_checked():
     deltas = torch.zeros(2, 16)
     deltas[0, 8:12] = torch.tensor([0.5, 0.2, -0.1, 0.3])  # class 2's deltas for the positive RoI
     deltas[1] = 7.0  # a background RoI's deltas never count
-    losses = stage.loss(samples, logits, deltas, targets)
+    losses = stage.loss_terms(samples, logits, deltas, targets)
     ce = (-torch.log_softmax(logits[0], 0)[2] - torch.log_softmax(logits[1], 0)[0]) / 2
     # (tx, ty, tw, th) of gt [1, 0, 11, 12] w.r.t. RoI [0, 0, 10, 10], weighted (10, 10, 5, 5)
     target = torch.tensor([10 * 1 / 10, 10 * 1 / 10, 5 * math.log(1.0), 5 * math.log(12 / 10)])
@@ -84,7 +84,7 @@ def test_heads_match_torchvision_layouts():
     with torch.no_grad():
         for p in tv.parameters():
             p.normal_()
-    sd = {f"convs.{3 * int(k[0]) + int(k[2])}{k[3:]}": v for k, v in tv.state_dict().items() if k[0] in "01"}
+    sd = {f"convs.{k}": v for k, v in tv.state_dict().items() if k[0] in "01"}
     sd.update({f"fcs.0.{k[2:]}": v for k, v in tv.state_dict().items() if k.startswith("3.")})
     ours.load_state_dict(sd)
     torch.testing.assert_close(ours(x), tv(x))

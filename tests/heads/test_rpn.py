@@ -25,9 +25,8 @@ def _pair(channels=8, convs=1):
     mapped = {}
     for k, v in sd.items():
         k = k.replace("cls_logits", "objectness").replace("bbox_pred", "deltas")
-        if k.startswith("conv."):
-            i, rest = k.split(".")[1], k.split(".", 3)[3]
-            k = f"convs.{2 * int(i)}.{rest}"
+        if k.startswith("conv."):  # torchvision's Conv2dNormActivation blocks map to ConvNormAct blocks
+            k = "convs." + k[len("conv."):]
         mapped[k] = v
     ours.head.load_state_dict(mapped)
     return tv, ours

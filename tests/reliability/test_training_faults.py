@@ -29,8 +29,7 @@ SETTINGS = dict(epochs=1, batch_size=4, lr=0.05, warmup_iters=2, eval_every=0, p
 
 def trainer(out, model=None, data=None) -> Trainer:
     torch.manual_seed(0)
-    return Trainer(model or ToyDetector(), data or ToyBoxes(10), None, TrainConfig(out=str(out), **SETTINGS),
-                   arch="toy")
+    return Trainer(model or ToyDetector(), data or ToyBoxes(10), None, TrainConfig(out=str(out), **SETTINGS))
 
 
 def digest(path: Path) -> str:
@@ -79,7 +78,7 @@ def dying_replace(src, dst):
 
 torch.save, os.replace = dying_save, dying_replace
 torch.manual_seed(0)
-Trainer(ToyDetector(), ToyBoxes(10), None, TrainConfig(out={out!r}, **{settings!r}), arch="toy").fit()
+Trainer(ToyDetector(), ToyBoxes(10), None, TrainConfig(out={out!r}, **{settings!r})).fit()
 """
 
 

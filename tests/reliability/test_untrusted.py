@@ -132,7 +132,7 @@ def test_hostile_json_paths_and_nesting_are_refused(tmp_path, name):
     path = tmp_path / "deep.json" if name == "deep.json" else str(tmp_path / name)
     if name == "deep.json":
         path.write_text("[" * 200_000)
-    with pytest.raises(DataError, match="cannot read json file|nested too deeply"):
+    with pytest.raises(DataError, match="cannot read the annotation file"):
         CocoDataset(path, tmp_path)
     with pytest.raises(EvaluationError, match="cannot read the ground truth file"):
         evaluate_coco(path, [])

@@ -9,7 +9,7 @@ from detection_match import assert_same_detections
 from objdet import from_effdet
 from objdet.errors import CheckpointError, ConfigError
 from objdet.weights.effdet import convert_effdet_state_dict, effdet_config
-from objdet.detectors.efficientdet import efficientdet
+from objdet import zoo
 
 SIZE = 128
 MEAN = torch.tensor([0.485, 0.456, 0.406])[:, None, None]
@@ -78,7 +78,7 @@ def test_larger_variants_map_every_key(name):
     # shapes only (meta tensors): the converted state dict has exactly objdet's keys and shapes
     with torch.device("meta"):
         ref = create_model(name, pretrained=False, pretrained_backbone=False)
-        ours = efficientdet(**effdet_config(name))
+        ours = zoo.build("efficientdet_d0", **effdet_config(name))
     converted = convert_effdet_state_dict(ref.state_dict(), ours)
     own = ours.state_dict()
     assert set(converted) == set(own)

@@ -18,11 +18,11 @@ from torch.utils.data import Dataset
 from objdet.ablation.cost import count_flops, count_parameters
 from objdet.ablation.studies import Study, Variant
 from objdet.data import open_dataset
-from objdet.data.coco import save_json
 from objdet.data.loader import collate
 from objdet.engine import inference
 from objdet.engine.trainer import TrainConfig, Trainer, seed_everything
 from objdet.errors import ConfigError, DataError
+from objdet.io import save_json
 from objdet.zoo import build
 
 # Training settings every study shares unless it says otherwise (`Study.train`), those of `objdet demo`:
@@ -114,8 +114,7 @@ def run_variant(study: Study, variant: Variant, seed: int, steps: int, train: Da
     seed_everything(seed)
     model = build(study.model, **config)
     start = time.perf_counter()
-    Trainer(model, Cycled(train, steps * train_cfg.batch_size), None, train_cfg, arch=study.model,
-            model_config=config).fit()
+    Trainer(model, Cycled(train, steps * train_cfg.batch_size), None, train_cfg).fit()
     seconds = time.perf_counter() - start
     raw = inference.evaluate(model, val, train_cfg.batch_size)
     stats = {f"{kind}/{k}": 100.0 * v for kind, values in raw.items() for k, v in values.items()}

@@ -58,28 +58,48 @@ def load_imagenet_weights(body: nn.Module, path: str | Path) -> None:
                               record=(missing + result.unexpected_keys)[0])
 
 
+def resnet_body(depth: int, norm: str, frozen_bn_eps: float = 1e-5, weights: str | Path | None = None) -> nn.Module:
+    """torchvision's ResNet of `depth` with `norm` layers and no classifier; ImageNet `weights` (a local .pth)
+    loaded when given."""
+    if depth not in DEPTHS:
+        raise ConfigError(f"unknown ResNet depth {depth}; choose one of {sorted(DEPTHS)}", record="depth")
+    eps = frozen_bn_eps if norm == "FrozenBN" else 1e-5
+    body = DEPTHS[depth](weights=None, norm_layer=partial(make_norm, norm, eps=eps))
+    del body.fc, body.avgpool
+    if weights is not None:
+        load_imagenet_weights(body, weights)
+    return body
+
+
+def res5_stage(depth: int, norm: str, frozen_bn_eps: float = 1e-5, weights: str | Path | None = None,
+               trainable: bool = True) -> nn.Module:
+    """The res5 stage of a ResNet (`layer4`), on its own: the C4 detector's RoI head runs it on pooled RoIs."""
+    stage = resnet_body(depth, norm, frozen_bn_eps, weights).layer4
+    stage.requires_grad_(trainable)
+    return stage
+
+
 class ResNetBackbone(nn.Module):
     """ResNet trunk: ``forward(x) -> {"C2": stride 4, .., "C5": stride 32}``; ``out_channels`` per key.
 
     ``norm`` is "BN" | "FrozenBN" | "GN"; ``trainable_layers`` (0..5) follows torchvision: the last
     N of (conv1, layer1..layer4) train and the rest are frozen (5 also trains the stem's norm).
     ``weights`` is an optional local ImageNet ``.pth`` (torchvision key names); ``frozen_bn_eps`` is the
-    eps of FrozenBN layers (torchvision runs its released v1 detection weights with 0).
+    eps of FrozenBN layers (torchvision runs its released v1 detection weights with 0). ``top_level`` 4
+    ends the trunk at res4 (the C4 detector, whose RoI head is res5) and returns C2..C4.
     """
 
     def __init__(self, depth: int = 50, norm: str = "FrozenBN", trainable_layers: int = 3,
-                 weights: str | Path | None = None, frozen_bn_eps: float = 1e-5):
+                 weights: str | Path | None = None, frozen_bn_eps: float = 1e-5, top_level: int = 5):
         super().__init__()
-        if depth not in DEPTHS:
-            raise ConfigError(f"unknown ResNet depth {depth}; choose one of {sorted(DEPTHS)}",
-                              record="depth")
         if not 0 <= trainable_layers <= 5:
             raise ConfigError(f"trainable_layers must be in 0..5, got {trainable_layers}",
                               record="trainable_layers")
-        body = DEPTHS[depth](weights=None, norm_layer=partial(make_norm, norm, eps=frozen_bn_eps if norm == "FrozenBN" else 1e-5))
-        del body.fc, body.avgpool
-        if weights is not None:
-            load_imagenet_weights(body, weights)
+        if top_level not in (4, 5):
+            raise ConfigError(f"a ResNet trunk ends at C4 or C5, not C{top_level}", record="top_level")
+        body = resnet_body(depth, norm, frozen_bn_eps, weights)
+        if top_level == 4:
+            del body.layer4
         trainable = list(_STAGES_FROM_TOP[:trainable_layers])
         if trainable_layers == 5:
             trainable.append("bn1")
@@ -89,13 +109,12 @@ class ResNetBackbone(nn.Module):
         self.body = body
         self.depth = depth
         width = 64 if depth < 50 else 256
-        self.out_channels = {f"C{i + 2}": width * 2 ** i for i in range(4)}
+        self.out_channels = {f"C{i + 2}": width * 2 ** i for i in range(top_level - 1)}
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         b = self.body
         x = b.maxpool(b.relu(b.bn1(b.conv1(x))))
-        c2 = b.layer1(x)
-        c3 = b.layer2(c2)
-        c4 = b.layer3(c3)
-        c5 = b.layer4(c4)
-        return {"C2": c2, "C3": c3, "C4": c4, "C5": c5}
+        features = {}
+        for level, stage in zip(self.out_channels, (b.layer1, b.layer2, b.layer3, getattr(b, "layer4", None))):
+            x = features[level] = stage(x)
+        return features

@@ -18,9 +18,7 @@ An annotation without a segmentation, in a file where others have one, gets its 
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Hashable, Iterable, Mapping, Sequence
 
@@ -32,38 +30,8 @@ from objdet.data.base import DetectionDataset, Target, Transform
 from objdet.data.image import MAX_PIXELS, read_image, to_pil
 from objdet.data.validate import check_box, check_unique, inside_root, is_finite_number, polygon_problem
 from objdet.errors import AnnotationError, DataError, ImageError
+from objdet.io import load_json, save_json
 
-
-
-def load_json(path: str | os.PathLike) -> Any:
-    """Parse a json file; a missing or malformed file raises DataError naming it (and the line)."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except OSError as err:
-        raise DataError(f"cannot read json file: {err.strerror or err}", path=path) from err
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        where = f"line {err.lineno} column {err.colno}: " if hasattr(err, "lineno") else ""
-        raise DataError(f"malformed json: {where}{err}", path=path) from err
-    except RecursionError as err:
-        raise DataError("malformed json: nested too deeply", path=path) from err
-    except ValueError as err:  # a NUL or a lone surrogate in the path: quote it so the message prints
-        raise DataError(f"cannot read json file: {err}", path=repr(str(path))) from err
-
-
-def save_json(obj: Any, path: str | os.PathLike) -> Path:
-    """Write json atomically (temp file in the same folder, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(obj, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def _check_segmentation(segm: Any, height: int, width: int, *, path: object, record: object) -> None:
@@ -133,7 +101,7 @@ class CocoDataset(DetectionDataset):
         self.image_dir = Path(image_dir)
         self.transforms = transforms
         self.max_pixels = max_pixels
-        self.coco = load_json(self.ann_file)
+        self.coco = load_json(self.ann_file, "annotation")
         path = self.ann_file
         if not isinstance(self.coco, dict) or not isinstance(self.coco.get("images"), list) \
                 or not isinstance(self.coco.get("categories"), list):

@@ -12,8 +12,6 @@ reproducible in any order and the train/val/test splits differ.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -199,18 +197,3 @@ class ShapesDataset(DetectionDataset):
     def target(self, i: int) -> Target:
         """Target of image i (generating it draws the image too)."""
         return self.load(i)[1]
-
-
-def draw_samples(out_dir: str | os.PathLike, count: int = 8, seed: int = 0) -> list[Path]:
-    """Draw `count` training images of shapes with their boxes, masks and keypoints to PNGs."""
-    from objdet.visualize import save_detections
-
-    dataset = ShapesDataset("train", length=count, seed=seed)
-    names = {c["id"]: c["name"] for c in dataset.categories}
-    out_dir = Path(out_dir)
-    paths = []
-    for i in range(count):
-        image, target = dataset[i]
-        paths.append(save_detections(image, target, out_dir / f"shapes_{i:03d}.png",
-                                     label_names=names, skeleton=SKELETON))
-    return paths

@@ -12,25 +12,17 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor, nn
 
-from objdet.anchors import AnchorGenerator, retinanet_sizes
+from objdet.anchors import AnchorGenerator
 from objdet.boxes import BoxCoder, box_iou, clip_boxes, full_precision
-from objdet.detectors.two_stage import check_targets
+from objdet.detectors.base import check_targets
 from objdet.errors import ConfigError
-from objdet.losses import huber_loss, sigmoid_focal_loss, smooth_l1_loss
+from objdet.losses import giou_loss, huber_loss, sigmoid_focal_loss, smooth_l1_loss
 from objdet.matching import Matcher
 from objdet.nms import batched_nms, clamped_k
 from objdet.norm import fold_frozen_batchnorms
 from objdet.transform import DetectionTransform
 
 BOX_LOSSES = ("l1", "smooth_l1", "huber", "giou")
-
-
-def effdet_anchor_generator(min_level: int, max_level: int, num_scales: int,
-                            aspect_ratios: Sequence[tuple[float, float]], anchor_scale: float) -> AnchorGenerator:
-    """effdet's anchors: unrounded, centred on (i + 0.5) * stride, octave scales before aspect ratios."""
-    levels = range(min_level, max_level + 1)
-    return AnchorGenerator(retinanet_sizes(levels, num_scales, anchor_scale), [aspect_ratios] * len(levels),
-                           offset=0.5, round_base=False, size_major=True)
 
 
 def flatten_levels(maps: Sequence[Tensor], num_outputs: int) -> Tensor:
@@ -40,18 +32,6 @@ def flatten_levels(maps: Sequence[Tensor], num_outputs: int) -> Tensor:
         b, _, h, w = m.shape
         flat.append(m.view(b, -1, num_outputs, h, w).permute(0, 3, 4, 1, 2).reshape(b, -1, num_outputs))
     return torch.cat(flat, dim=1)
-
-
-def giou_loss(boxes: Tensor, target: Tensor) -> Tensor:
-    """Generalised IoU loss 1 - GIoU per box pair (xyxy rows), summed (torchvision's RetinaNet v2 box loss)."""
-    lt, rb = torch.max(boxes[:, :2], target[:, :2]), torch.min(boxes[:, 2:], target[:, 2:])
-    inter = (rb - lt).clamp(min=0).prod(1)
-    area = lambda b: (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])  # noqa: E731
-    union = area(boxes) + area(target) - inter
-    eps = 1e-7
-    iou = inter / (union + eps)
-    hull = (torch.max(boxes[:, 2:], target[:, 2:]) - torch.min(boxes[:, :2], target[:, :2])).prod(1)
-    return (1 - iou + (hull - union) / (hull + eps)).sum()
 
 
 class DenseLoss:
@@ -191,16 +171,17 @@ class DenseDetector(nn.Module):
     """A one-stage detector with torchvision's calling convention: `model(images, targets)` returns the
     loss dict in train mode, `model(images)` a list of {boxes, scores, labels} in eval mode."""
 
-    def __init__(self, backbone: nn.Module, neck: nn.Module, class_head: nn.Module, box_head: nn.Module,
-                 anchor_generator: AnchorGenerator, transform: DetectionTransform, loss: DenseLoss,
-                 postprocess: DensePostprocess, num_classes: int, levels: Sequence[int]) -> None:
+    def __init__(self, config: Any, backbone: nn.Module, neck: nn.Module, class_head: nn.Module,
+                 box_head: nn.Module, anchor_generator: AnchorGenerator, transform: DetectionTransform,
+                 loss: DenseLoss, postprocess: DensePostprocess, levels: Sequence[int]) -> None:
         super().__init__()
+        self.config = config  # the full config dataclass it was built from (checkpoints rebuild from it)
         self.transform = transform
         self.backbone, self.neck = backbone, neck
         self.class_head, self.box_head = class_head, box_head
         self.anchor_generator = anchor_generator
         self.loss, self.postprocess = loss, postprocess
-        self.num_classes = num_classes
+        self.num_classes = config.num_classes
         self.levels = [f"P{lv}" for lv in levels]
         self._anchors: tuple[tuple, Tensor] | None = None
         # channels-last convolutions run 1.4-1.8x faster on CPU (oneDNN), training and inference alike

@@ -1,27 +1,27 @@
-"""EfficientDet: an EfficientNet trunk, a BiFPN neck and class/box heads shared across P3..P7."""
+"""EfficientDet assembled from its parts: an EfficientNet trunk, a BiFPN neck and class/box heads shared across
+P3..P7, effdet's anchors and losses; and compound scaling, D0..D7 from one coefficient."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
+from objdet.anchors import effdet_anchor_generator
 from objdet.backbones.efficientnet import EfficientNetBackbone
 from objdet.boxes import BoxCoder
-from objdet.detectors.dense import DenseDetector, DenseLoss, DensePostprocess, effdet_anchor_generator
-from objdet.heads.effdet_head import EffDetHead
+from objdet.detectors.base import DetectorConfig
+from objdet.detectors.dense import DenseDetector, DenseLoss, DensePostprocess
 from objdet.errors import ConfigError
+from objdet.heads.effdet_head import EffDetHead
 from objdet.necks.bifpn import GRAPHS, BiFPN, with_fusion
-from objdet.transform import DetectionTransform
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from objdet.transform import IMAGENET_MEAN, IMAGENET_STD, DetectionTransform
 
 
 @dataclass
-class EfficientDetConfig:
+class EfficientDetConfig(DetectorConfig):
     """Everything that tells one EfficientDet from another; defaults are D0 with TF "same" padding."""
 
-    num_classes: int = 90
     backbone: str = "tf_efficientnet_b0"
     pretrained_backbone: bool = False
     drop_path_rate: float = 0.2
@@ -53,46 +53,72 @@ class EfficientDetConfig:
     image_mean: tuple[float, float, float] = IMAGENET_MEAN
     image_std: tuple[float, float, float] = IMAGENET_STD
 
+    @property
+    def fixed_size(self) -> int | None:
+        return self.image_size
 
-class EfficientDet(DenseDetector):
-    """EfficientDet with torchvision's calling convention (losses in train mode, detections in eval mode)."""
-
-    def __init__(self, config: EfficientDetConfig) -> None:
-        if config.graph not in GRAPHS:
-            raise ConfigError(f"unknown BiFPN graph {config.graph!r}; known: {', '.join(GRAPHS)}")
-        levels = range(config.min_level, config.max_level + 1)
-        backbone = EfficientNetBackbone(config.backbone, config.pretrained_backbone, config.drop_path_rate)
-        graph = with_fusion(GRAPHS[config.graph](config.min_level, config.max_level), config.fusion)
-        neck = BiFPN(backbone.out_channels, config.fpn_channels, config.fpn_layers, graph, config.min_level,
-                     config.max_level, config.act, config.same_padding, config.conv_bias)
-        num_anchors = config.num_scales * len(config.aspect_ratios)
-        head_args = dict(channels=config.fpn_channels, num_anchors=num_anchors, depth=config.head_depth,
-                         num_levels=len(levels), act=config.act, conv_bias=config.conv_bias)
-        coder = BoxCoder(clamp=math.inf)  # effdet decodes without clamping exp(t_w), exp(t_h)
-        super().__init__(
-            backbone, neck,
-            class_head=EffDetHead(num_outputs=config.num_classes, prior_prob=0.01, **head_args),
-            box_head=EffDetHead(num_outputs=4, **head_args),
-            anchor_generator=effdet_anchor_generator(config.min_level, config.max_level, config.num_scales,
-                                                     config.aspect_ratios, config.anchor_scale),
-            transform=DetectionTransform(image_mean=config.image_mean, image_std=config.image_std,
-                                         letterbox=config.image_size),
-            loss=DenseLoss(config.match_iou, config.match_iou, allow_low_quality=True, alpha=config.alpha,
-                           gamma=config.gamma, box_loss="huber", beta=config.huber_delta,
-                           box_loss_weight=config.box_loss_weight, normalizer="batch", box_coder=coder),
-            postprocess=DensePostprocess(config.score_thresh, config.candidates, per_level=False,
-                                         nms_thresh=config.nms_thresh,
-                                         detections_per_img=config.detections_per_img, box_coder=coder),
-            num_classes=config.num_classes,
-            levels=levels,
-        )
-        self.config = config
+    def scratch_fields(self, image_size: int) -> dict[str, Any]:
+        """Only the input size: the BatchNorm trunk, neck and heads train from random weights as they are."""
+        return {"image_size": image_size}
 
 
-def efficientdet(**overrides) -> EfficientDet:
-    """Build an EfficientDet from `EfficientDetConfig` fields."""
-    try:
-        config = EfficientDetConfig(**overrides)
-    except TypeError as err:
-        raise ConfigError(f"bad EfficientDet option: {err}") from None
-    return EfficientDet(config)
+def build_efficientdet(cfg: EfficientDetConfig) -> DenseDetector:
+    """EfficientNet C3..C5 -> BiFPN P3..P7 (`fpn_layers` layers of the `graph`) -> shared class and box heads."""
+    if cfg.graph not in GRAPHS:
+        raise ConfigError(f"unknown BiFPN graph {cfg.graph!r}; known: {', '.join(GRAPHS)}")
+    levels = range(cfg.min_level, cfg.max_level + 1)
+    backbone = EfficientNetBackbone(cfg.backbone, cfg.pretrained_backbone, cfg.drop_path_rate)
+    graph = with_fusion(GRAPHS[cfg.graph](cfg.min_level, cfg.max_level), cfg.fusion)
+    neck = BiFPN(backbone.out_channels, cfg.fpn_channels, cfg.fpn_layers, graph, cfg.min_level, cfg.max_level,
+                 cfg.act, cfg.same_padding, cfg.conv_bias)
+    head_args = dict(channels=cfg.fpn_channels, num_anchors=cfg.num_scales * len(cfg.aspect_ratios),
+                     depth=cfg.head_depth, num_levels=len(levels), act=cfg.act, conv_bias=cfg.conv_bias)
+    coder = BoxCoder(clamp=math.inf)  # effdet decodes without clamping exp(t_w), exp(t_h)
+    return DenseDetector(
+        cfg, backbone, neck,
+        class_head=EffDetHead(num_outputs=cfg.num_classes, prior_prob=0.01, **head_args),
+        box_head=EffDetHead(num_outputs=4, **head_args),
+        anchor_generator=effdet_anchor_generator(cfg.min_level, cfg.max_level, cfg.num_scales, cfg.aspect_ratios,
+                                                 cfg.anchor_scale),
+        transform=DetectionTransform(image_mean=cfg.image_mean, image_std=cfg.image_std, letterbox=cfg.image_size),
+        loss=DenseLoss(cfg.match_iou, cfg.match_iou, allow_low_quality=True, alpha=cfg.alpha, gamma=cfg.gamma,
+                       box_loss="huber", beta=cfg.huber_delta, box_loss_weight=cfg.box_loss_weight,
+                       normalizer="batch", box_coder=coder),
+        postprocess=DensePostprocess(cfg.score_thresh, cfg.candidates, per_level=False, nms_thresh=cfg.nms_thresh,
+                                     detections_per_img=cfg.detections_per_img, box_coder=coder),
+        levels=levels,
+    )
+
+
+# EfficientDet's compound scaling: the seed's formulas, then the rounding the paper published in its
+# Table 1 where it departs from "nearest multiple of 8": widths 112 (D2) and 224 (D4), BiFPN depth
+# held at 7 for D5 and 8 beyond, R = 1280 for D5 and 1536 for D7, D7 reusing D6's trunk and width.
+_PUBLISHED_ROUNDING: dict[int, dict[str, int]] = {
+    2: {"fpn_channels": 112},
+    4: {"fpn_channels": 224},
+    5: {"fpn_layers": 7, "image_size": 1280},
+    6: {"fpn_layers": 8},
+    7: {"fpn_channels": 384, "fpn_layers": 8, "image_size": 1536, "trunk": 6},
+}
+
+
+def efficientdet_scaling(phi: int) -> dict[str, Any]:
+    """EfficientDet-D{phi} config fields from one coefficient: W = 64*1.35^phi, D = 3+phi, D_class = 3+phi//3,
+    R = 512+128*phi, rounded as the paper's table (channels to a multiple of 8 unless it published another)."""
+    if not 0 <= phi <= 7:
+        raise ConfigError(f"EfficientDet compound coefficient must be 0..7, got {phi}")
+    fields = {
+        "fpn_channels": 8 * round(64 * 1.35**phi / 8),
+        "fpn_layers": 3 + phi,
+        "head_depth": 3 + phi // 3,
+        "image_size": 512 + 128 * phi,
+        "trunk": phi,
+    }
+    fields.update(_PUBLISHED_ROUNDING.get(phi, {}))
+    trunk = fields.pop("trunk")
+    fields["backbone"] = f"tf_efficientnet_b{trunk}"
+    if phi >= 6:
+        fields["fusion"] = "sum"  # D6/D7 fuse by plain sums (the released checkpoints, for training stability)
+    if phi == 7:
+        fields["anchor_scale"] = 5.0
+    return fields

@@ -1,5 +1,10 @@
-"""Faster R-CNN: a ResNet trunk with FPN (or the C4 variant: RPN and RoI pooling on res4, res5 as the
-RoI head), a Region Proposal Network and the RoI box stage."""
+"""The R-CNN family assembled from its parts: a ResNet trunk with FPN (or the C4 variant: RPN and RoI pooling
+on res4, res5 as the RoI head), a Region Proposal Network (or proposals given with the images, Fast R-CNN),
+the RoI box stage, and the mask and keypoint stages the config asks for (Mask / Keypoint R-CNN).
+
+One config, `RCNNConfig`, describes every member; its fields say what the model has (`rpn`, `masks`,
+`num_keypoints`), and `build_rcnn` composes the parts in one pass from what the trunk reports.
+"""
 
 from __future__ import annotations
 
@@ -8,18 +13,93 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from objdet.detectors.two_stage import (
-    RCNNConfig, TwoStageDetector, make_backbone, make_box_stage, make_config, make_rpn, make_transform,
-)
+from objdet.anchors import AnchorGenerator
+from objdet.backbones.resnet import ResNetBackbone, res5_stage
+from objdet.detectors.base import DetectorConfig
+from objdet.detectors.keypoint_rcnn import keypoint_stage
+from objdet.detectors.mask_rcnn import mask_stage
+from objdet.detectors.two_stage import TwoStageDetector
+from objdet.errors import ConfigError
+from objdet.heads.box_head import BoxPredictor, ConvFCHead, RoIBoxStage, TwoFCHead
+from objdet.heads.rpn import RegionProposalNetwork, RPNHead
+from objdet.necks.fpn import FPN
+from objdet.roi import MultiLevelRoIPooler
+from objdet.transform import IMAGENET_MEAN, IMAGENET_STD, DetectionTransform
 
 
 @dataclass
-class FasterRCNNConfig(RCNNConfig):
-    """Faster R-CNN uses the shared R-CNN fields as they are."""
+class RCNNConfig(DetectorConfig):
+    """Every R-CNN's fields; defaults are torchvision's ResNet-50-FPN Faster R-CNN (COCO, 90 classes)."""
+
+    depth: int = 50
+    backbone_norm: str = "FrozenBN"
+    frozen_bn_eps: float = 1e-5       # torchvision's released v1 weights run with 0
+    trainable_layers: int = 3
+    fpn: bool = True                  # False: the C4 detector (RPN and RoIs on res4, res5 as the RoI head)
+    fpn_channels: int = 256
+    fpn_norm: str | None = None
+    min_size: int = 800
+    max_size: int = 1333
+    image_mean: tuple[float, float, float] = IMAGENET_MEAN
+    image_std: tuple[float, float, float] = IMAGENET_STD
+    # proposals
+    rpn: bool = True                  # False: Fast R-CNN, proposals come with the images
+    anchor_sizes: tuple[int, ...] = (32, 64, 128, 256, 512)
+    aspect_ratios: tuple[float, ...] = (0.5, 1.0, 2.0)
+    rpn_convs: int = 1
+    rpn_pre_nms_top_n: tuple[int, int] = (2000, 1000)
+    rpn_post_nms_top_n: tuple[int, int] = (2000, 1000)
+    rpn_nms: float = 0.7
+    rpn_fg_iou: float = 0.7
+    rpn_bg_iou: float = 0.3
+    rpn_batch_size: int = 256
+    rpn_positive_fraction: float = 0.5
+    # box stage
+    roi_pooler: str = "align"
+    box_resolution: int = 7
+    sampling_ratio: int = 2
+    box_head: str = "2fc"
+    box_head_norm: str | None = None
+    box_head_dim: int = 1024          # width of the box head's fully connected layers
+    box_fg_iou: float = 0.5
+    box_bg_iou: float = 0.5
+    box_bg_iou_floor: float = 0.0
+    box_batch_size: int = 512
+    box_positive_fraction: float = 0.25
+    score_thresh: float = 0.05
+    nms: float = 0.5
+    detections_per_img: int = 100
+    # mask stage (Mask R-CNN)
+    masks: bool = False
+    mask_resolution: int = 14
+    mask_head: str = "fcn"            # "fcn" | "mlp"
+    mask_head_norm: str | None = None
+    mask_softmax: bool = False
+    # keypoint stage (Keypoint R-CNN): 0 keypoints means none
+    num_keypoints: int = 0
+    keypoint_resolution: int = 14
+    keypoint_convs: int = 8
+    keypoint_channels: int = 512
+
+    @property
+    def has_masks(self) -> bool:
+        return self.masks
+
+    @property
+    def keypoint_count(self) -> int:
+        return self.num_keypoints
+
+    def scratch_fields(self, image_size: int) -> dict[str, Any]:
+        """BatchNorm trunk (cheaper than GroupNorm on the CPU; batch 4 of 128 px images gives it enough
+        statistics), every layer trainable, images kept at their size, anchors scaled to it (8..128 px at
+        128), as `objdet demo` trains (BENCHMARKS.md, "objdet demo")."""
+        anchors = tuple(max(1, image_size // 16) * 2**i for i in range(5))
+        return {"min_size": image_size, "max_size": image_size, "backbone_norm": "BN", "trainable_layers": 5,
+                "anchor_sizes": anchors}
 
 
 class Res5Head(nn.Module):
-    """The C4 detector's RoI head: the trunk's res5 stage (stride 2) on 14x14 RoIs, then global average pooling."""
+    """The C4 detector's RoI head: res5 (stride 2) on 14x14 RoIs, then global average pooling."""
 
     def __init__(self, res5: nn.Module, out_features: int):
         super().__init__()
@@ -30,44 +110,72 @@ class Res5Head(nn.Module):
         return self.res5(x).mean((2, 3))
 
 
-def build_faster_rcnn(cfg: FasterRCNNConfig) -> TwoStageDetector:
-    """Assemble transform, backbone (+ FPN), RPN and box stage from `cfg`."""
-    backbone, neck, rpn_levels, roi_levels, channels = make_backbone(cfg)
-    head = None
+def trunk(cfg: RCNNConfig) -> tuple[ResNetBackbone, FPN | None, list[str], list[str], int]:
+    """ResNet trunk and FPN neck (or, for C4, the trunk up to res4): (backbone, neck, RPN levels, RoI levels,
+    RoI feature channels)."""
+    backbone = ResNetBackbone(cfg.depth, norm=cfg.backbone_norm, trainable_layers=cfg.trainable_layers,
+                              frozen_bn_eps=cfg.frozen_bn_eps, top_level=5 if cfg.fpn else 4)
     if not cfg.fpn:
-        head = Res5Head(backbone.body.layer4, channels * 2)
-        backbone.body.layer4 = nn.Identity()  # res5 runs on the RoIs, not on the whole image
-    return TwoStageDetector(
-        make_transform(cfg), backbone, neck, make_rpn(cfg, channels), make_box_stage(cfg, channels, head),
-        cfg.num_classes, rpn_levels, roi_levels, channels, config=cfg,
+        return backbone, None, ["C4"], ["C4"], backbone.out_channels["C4"]
+    neck = FPN(backbone.out_channels, cfg.fpn_channels, extra="maxpool", norm=cfg.fpn_norm)
+    return backbone, neck, neck.out_keys, neck.out_keys[:-1], cfg.fpn_channels
+
+
+def region_proposals(cfg: RCNNConfig, channels: int) -> RegionProposalNetwork:
+    """One anchor size per level with FPN (the seed's 32..512 over P2..P6); all sizes on the single C4 map."""
+    sizes = [[s] for s in cfg.anchor_sizes] if cfg.fpn else [list(cfg.anchor_sizes)]
+    ratios = [list(cfg.aspect_ratios)] * len(sizes)
+    head = RPNHead(channels, len(sizes[0]) * len(ratios[0]), cfg.rpn_convs)
+    return RegionProposalNetwork(
+        AnchorGenerator(sizes, ratios), head, cfg.rpn_fg_iou, cfg.rpn_bg_iou, cfg.rpn_batch_size,
+        cfg.rpn_positive_fraction, cfg.rpn_pre_nms_top_n, cfg.rpn_post_nms_top_n, cfg.rpn_nms,
     )
 
 
-# CPU-friendly defaults of the small variants: ResNet-18, a 128-channel FPN, small images, fewer RoIs.
-SMALL: dict[str, Any] = dict(
+def box_stage(cfg: RCNNConfig, channels: int) -> RoIBoxStage:
+    """RoI pooler, box head (2fc, 4conv1fc with `box_head_norm`, or C4's res5) and predictor."""
+    pooler = MultiLevelRoIPooler(cfg.box_resolution, cfg.sampling_ratio, kind=cfg.roi_pooler)
+    head: nn.Module
+    if not cfg.fpn:
+        res5 = res5_stage(cfg.depth, cfg.backbone_norm, cfg.frozen_bn_eps, trainable=cfg.trainable_layers >= 1)
+        head = Res5Head(res5, channels * 2)
+    elif cfg.box_head == "2fc":
+        head = TwoFCHead(channels, cfg.box_resolution, cfg.box_head_dim)
+    elif cfg.box_head == "4conv1fc":
+        head = ConvFCHead(channels, cfg.box_resolution, fc=(cfg.box_head_dim,), norm=cfg.box_head_norm)
+    else:
+        raise ConfigError(f"unknown box_head {cfg.box_head!r}; choose '2fc' or '4conv1fc'")
+    return RoIBoxStage(
+        pooler, head, BoxPredictor(head.out_features, cfg.num_classes),
+        cfg.box_fg_iou, cfg.box_bg_iou, cfg.box_bg_iou_floor, cfg.box_batch_size, cfg.box_positive_fraction,
+        score_thresh=cfg.score_thresh, nms_thresh=cfg.nms, detections_per_img=cfg.detections_per_img,
+    )
+
+
+def build_rcnn(cfg: RCNNConfig) -> TwoStageDetector:
+    """Transform, trunk (+ FPN), RPN (unless proposals are given), box stage, and the mask and keypoint stages
+    `cfg` asks for, all on the RoI levels the trunk reports."""
+    backbone, neck, rpn_levels, roi_levels, channels = trunk(cfg)
+    transform = DetectionTransform(cfg.min_size, cfg.max_size, list(cfg.image_mean), list(cfg.image_std))
+    return TwoStageDetector(
+        cfg, transform, backbone, neck,
+        rpn=region_proposals(cfg, channels) if cfg.rpn else None,
+        box_stage=box_stage(cfg, channels),
+        rpn_levels=rpn_levels if cfg.rpn else [],
+        roi_levels=roi_levels,
+        mask_stage=mask_stage(cfg, channels) if cfg.masks else None,
+        keypoint_stage=keypoint_stage(cfg, channels) if cfg.num_keypoints else None,
+    )
+
+
+# Zoo defaults of the Faster R-CNN entries (objdet.zoo names them).
+V2: dict[str, Any] = dict(  # torchvision's *_v2: BN in trunk and FPN, a 2-conv RPN head, 4conv1fc (BN) box head
+    backbone_norm="BN", fpn_norm="BN", rpn_convs=2, box_head="4conv1fc", box_head_norm="BN", trainable_layers=5,
+)
+C4: dict[str, Any] = dict(  # the seed's C4 baseline: 15 anchors on res4, 14x14 RoIAlign, res5 + average pooling
+    fpn=False, box_resolution=14, rpn_pre_nms_top_n=(12000, 6000), rpn_post_nms_top_n=(2000, 1000),
+)
+SMALL: dict[str, Any] = dict(  # CPU-sized: ResNet-18, a 128-channel FPN, small images, fewer RoIs
     depth=18, fpn_channels=128, min_size=256, max_size=256, anchor_sizes=(16, 32, 64, 128, 256),
     rpn_pre_nms_top_n=(600, 300), rpn_post_nms_top_n=(300, 300), box_batch_size=128, trainable_layers=5,
 )
-
-
-def faster_rcnn_r50_fpn(**overrides: Any) -> TwoStageDetector:
-    """torchvision's fasterrcnn_resnet50_fpn."""
-    return build_faster_rcnn(make_config(FasterRCNNConfig, overrides))
-
-
-def faster_rcnn_r50_fpn_v2(**overrides: Any) -> TwoStageDetector:
-    """torchvision's fasterrcnn_resnet50_fpn_v2: BN in trunk and FPN, a 2-conv RPN head, 4conv1fc (BN) box head."""
-    defaults = dict(backbone_norm="BN", fpn_norm="BN", rpn_convs=2, box_head="4conv1fc", box_head_norm="BN",
-                    trainable_layers=5)
-    return build_faster_rcnn(make_config(FasterRCNNConfig, {**defaults, **overrides}))
-
-
-def faster_rcnn_r50_c4(**overrides: Any) -> TwoStageDetector:
-    """The seed's C4 baseline: RPN (15 anchors) and 14x14 RoIAlign on res4, res5 + average pooling as the head."""
-    defaults = dict(fpn=False, box_resolution=14, rpn_pre_nms_top_n=(12000, 6000), rpn_post_nms_top_n=(2000, 1000))
-    return build_faster_rcnn(make_config(FasterRCNNConfig, {**defaults, **overrides}))
-
-
-def faster_rcnn_r18_fpn(**overrides: Any) -> TwoStageDetector:
-    """A CPU-sized Faster R-CNN: ResNet-18, 128-channel FPN, small inputs (trains on `shapes` in minutes)."""
-    return build_faster_rcnn(make_config(FasterRCNNConfig, {**SMALL, **overrides}))

@@ -1,27 +1,26 @@
-"""RetinaNet: a ResNet trunk, an FPN with P6/P7 and two dense subnets trained with focal loss."""
+"""RetinaNet assembled from its parts: a ResNet trunk, an FPN with P6/P7, two dense subnets (class and box)
+trained with focal loss, torchvision's anchors (three octave scales x three aspect ratios per level)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from objdet.anchors import AnchorGenerator, retinanet_sizes
 from objdet.backbones.resnet import ResNetBackbone
 from objdet.boxes import BoxCoder
+from objdet.detectors.base import DetectorConfig
 from objdet.detectors.dense import DenseDetector, DenseLoss, DensePostprocess
 from objdet.errors import ConfigError
 from objdet.heads.retina_head import RetinaSubnet
 from objdet.necks.fpn import FPN
-from objdet.transform import DetectionTransform
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from objdet.transform import IMAGENET_MEAN, IMAGENET_STD, DetectionTransform
 
 
 @dataclass
-class RetinaNetConfig:
+class RetinaNetConfig(DetectorConfig):
     """RetinaNet's options; defaults follow the seed (P6 from C5, smooth L1) with torchvision's anchors."""
 
-    num_classes: int = 90
     background_channel: bool = False  # torchvision's layout: class channel 0 is background, never output
     depth: int = 50
     backbone_norm: str = "FrozenBN"
@@ -52,56 +51,41 @@ class RetinaNetConfig:
     image_mean: tuple[float, float, float] = IMAGENET_MEAN
     image_std: tuple[float, float, float] = IMAGENET_STD
 
-
-class RetinaNet(DenseDetector):
-    """RetinaNet with torchvision's calling convention (losses in train mode, detections in eval mode)."""
-
-    def __init__(self, config: RetinaNetConfig) -> None:
-        if config.extra not in ("p6p7", "p6p7_p5"):
-            raise ConfigError(f"RetinaNet needs P6/P7: extra must be 'p6p7' or 'p6p7_p5', got {config.extra!r}")
-        levels = range(3, 8)
-        backbone = ResNetBackbone(config.depth, config.backbone_norm, config.trainable_layers,
-                                  config.backbone_weights, config.frozen_bn_eps)
-        neck = FPN({k: backbone.out_channels[k] for k in ("C3", "C4", "C5")}, config.fpn_channels, config.extra)
-        num_anchors = config.scales_per_octave * len(config.aspect_ratios)
-        channels = config.num_classes + int(config.background_channel)
-        label_offset = 0 if config.background_channel else 1
-        coder = BoxCoder()
-        super().__init__(
-            backbone, neck,
-            class_head=RetinaSubnet(config.fpn_channels, num_anchors, channels, config.head_depth,
-                                    config.head_norm, prior_prob=0.01),
-            box_head=RetinaSubnet(config.fpn_channels, num_anchors, 4, config.head_depth, config.head_norm),
-            anchor_generator=AnchorGenerator(retinanet_sizes(levels, config.scales_per_octave, config.anchor_scale, truncate=True),
-                                             [config.aspect_ratios] * len(levels)),
-            transform=DetectionTransform(config.min_size, config.max_size, config.image_mean, config.image_std),
-            loss=DenseLoss(config.fg_iou, config.bg_iou, allow_low_quality=True, alpha=config.alpha,
-                           gamma=config.gamma, box_loss=config.box_loss, beta=config.smooth_l1_beta,
-                           normalizer="image", label_offset=label_offset, box_coder=coder),
-            postprocess=DensePostprocess(config.score_thresh, config.candidates, per_level=True,
-                                         nms_thresh=config.nms_thresh,
-                                         detections_per_img=config.detections_per_img,
-                                         label_offset=label_offset, box_coder=coder),
-            num_classes=config.num_classes,
-            levels=levels,
-        )
-        self.config = config
+    def scratch_fields(self, image_size: int) -> dict[str, Any]:
+        """GroupNorm in trunk and subnets (the focal loss's early gradients need a normalised trunk from random
+        weights), every layer trainable, images kept at their size."""
+        return {"min_size": image_size, "max_size": image_size, "backbone_norm": "GN", "head_norm": "GN",
+                "trainable_layers": 5}
 
 
-def retinanet(**overrides) -> RetinaNet:
-    """Build a RetinaNet from `RetinaNetConfig` fields."""
-    try:
-        config = RetinaNetConfig(**overrides)
-    except TypeError as err:
-        raise ConfigError(f"bad RetinaNet option: {err}") from None
-    return RetinaNet(config)
+def build_retinanet(cfg: RetinaNetConfig) -> DenseDetector:
+    """ResNet C3..C5 -> FPN P3..P7 -> class and box subnets on every level, focal loss, per-level decoding."""
+    if cfg.extra not in ("p6p7", "p6p7_p5"):
+        raise ConfigError(f"RetinaNet needs P6/P7: extra must be 'p6p7' or 'p6p7_p5', got {cfg.extra!r}")
+    levels = range(3, 8)
+    backbone = ResNetBackbone(cfg.depth, cfg.backbone_norm, cfg.trainable_layers, cfg.backbone_weights,
+                              cfg.frozen_bn_eps)
+    neck = FPN({k: backbone.out_channels[k] for k in ("C3", "C4", "C5")}, cfg.fpn_channels, cfg.extra)
+    num_anchors = cfg.scales_per_octave * len(cfg.aspect_ratios)
+    label_offset = 0 if cfg.background_channel else 1
+    coder = BoxCoder()
+    return DenseDetector(
+        cfg, backbone, neck,
+        class_head=RetinaSubnet(cfg.fpn_channels, num_anchors, cfg.num_classes + int(cfg.background_channel),
+                                cfg.head_depth, cfg.head_norm, prior_prob=0.01),
+        box_head=RetinaSubnet(cfg.fpn_channels, num_anchors, 4, cfg.head_depth, cfg.head_norm),
+        anchor_generator=AnchorGenerator(retinanet_sizes(levels, cfg.scales_per_octave, cfg.anchor_scale,
+                                                         truncate=True), [cfg.aspect_ratios] * len(levels)),
+        transform=DetectionTransform(cfg.min_size, cfg.max_size, cfg.image_mean, cfg.image_std),
+        loss=DenseLoss(cfg.fg_iou, cfg.bg_iou, allow_low_quality=True, alpha=cfg.alpha, gamma=cfg.gamma,
+                       box_loss=cfg.box_loss, beta=cfg.smooth_l1_beta, normalizer="image",
+                       label_offset=label_offset, box_coder=coder),
+        postprocess=DensePostprocess(cfg.score_thresh, cfg.candidates, per_level=True, nms_thresh=cfg.nms_thresh,
+                                     detections_per_img=cfg.detections_per_img, label_offset=label_offset,
+                                     box_coder=coder),
+        levels=levels,
+    )
 
 
-def retinanet_r50_fpn(**overrides) -> RetinaNet:
-    """RetinaNet with a ResNet-50 FPN trunk (the seed's configuration)."""
-    return retinanet(**{"depth": 50, **overrides})
-
-
-def retinanet_r18_fpn(**overrides) -> RetinaNet:
-    """A CPU-friendly RetinaNet: ResNet-18 trunk, 128-channel FPN and subnets, smaller images."""
-    return retinanet(**{"depth": 18, "fpn_channels": 128, "min_size": 512, "max_size": 853, **overrides})
+# Zoo defaults of the CPU-friendly variant: ResNet-18 trunk, 128-channel FPN and subnets, smaller images.
+SMALL: dict[str, Any] = dict(depth=18, fpn_channels=128, min_size=512, max_size=853)

@@ -1,7 +1,10 @@
 """Checkpoints: written atomically (temp file + rename), read back with `torch.load(weights_only=True)`.
 
-A checkpoint is a dict of plain tensors and containers, never pickled objects:
-{"model", "arch", "config", "optimizer", "scheduler", "scaler", "ema", "rng", "epoch", "step"}.
+A checkpoint is a dict of plain tensors and containers, never pickled objects. Every one holds
+`model_payload(model)`: {"format", "model" (the state dict), "arch" (zoo name), "config" (the full config),
+"class_names"}; a training checkpoint adds "optimizer", "scheduler", "scaler", "ema", "rng", "epoch",
+"step", ... Files written before format 2 (whose "config" may hold only overrides, and whose conv heads
+were numbered flat) are upgraded as they are read.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from objdet.errors import CheckpointError
+from objdet.errors import CheckpointError, ObjdetError
 
 
 def save(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
@@ -49,8 +52,56 @@ def save(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
     return path
 
 
+FORMAT = 2  # 2: conv heads built of ConvNormAct blocks, full config and class names stored
+
+
+def model_payload(model: torch.nn.Module) -> dict[str, Any]:
+    """The entries that let `load_model` rebuild `model` alone: weights, zoo name, full config, class names."""
+    from objdet.zoo import describe
+
+    return {"format": FORMAT, "model": model.state_dict(), **describe(model)}
+
+
+# Conv towers that were flat nn.Sequential (conv, [norm], relu, ...) before format 2 and are now
+# ConvNormAct blocks: `convs.{flat}.x` becomes `convs.{block}.{0 conv | 1 norm}.x`.
+_FLAT_TOWERS = ("rpn.head.convs.", "box_stage.head.convs.", "mask_stage.head.convs.", "keypoint_stage.head.convs.")
+
+
+def _blocked_keys(state: dict[str, Any]) -> dict[str, Any]:
+    """A format-1 state dict with its flat conv towers renamed to blocks (a 4-d weight opens a new block)."""
+    out = dict(state)
+    for prefix in _FLAT_TOWERS:
+        flat = sorted({int(k[len(prefix):].split(".")[0]) for k in state if k.startswith(prefix)})
+        block, position = -1, 0
+        for index in flat:
+            weight = state.get(f"{prefix}{index}.weight")
+            if weight is not None and weight.ndim == 4:
+                block, position = block + 1, 0
+            else:
+                position += 1
+            for key in [k for k in state if k.startswith(f"{prefix}{index}.")]:
+                out.pop(key)
+                out[f"{prefix}{block}.{position}.{key[len(f'{prefix}{index}.'):]}"] = state[key]
+    return out
+
+
+def upgrade(payload: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint payload in today's format: format-1 conv towers renamed, class names from the categories."""
+    if payload.get("format", 1) >= FORMAT:
+        return payload
+    payload = dict(payload)
+    payload["model"] = _blocked_keys(payload["model"])
+    if payload.get("ema"):
+        payload["ema"] = {**payload["ema"], "model": _blocked_keys(payload["ema"]["model"])}
+    if "class_names" not in payload and payload.get("categories"):
+        payload["class_names"] = [c["name"] for c in payload["categories"]]
+    payload["format"] = FORMAT
+    return payload
+
+
 def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint written by `save` (or `objdet convert`); refuses pickled payloads."""
+    """Read a checkpoint written by `save` (or `objdet convert`), upgraded to today's format; refuses pickled
+    payloads."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError("no such checkpoint file", path=path)
@@ -64,7 +115,7 @@ def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> d
         raise CheckpointError(f"expected a dict, found {type(payload).__name__}", path=path)
     if "model" not in payload:
         raise CheckpointError("no 'model' entry (not an objdet checkpoint)", path=path)
-    return payload
+    return upgrade(payload)
 
 
 def rng_state() -> dict[str, Any]:
@@ -97,7 +148,7 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
     """Rebuild the zoo model a checkpoint names (`arch` + `config`) and load its weights.
 
     With `prefer_ema`, a training checkpoint's EMA weights are used (they are what was evaluated).
-    Returns the model in eval mode and the checkpoint payload.
+    Returns the model in eval mode, with `class_names` from the checkpoint, and the checkpoint payload.
     """
     from objdet.zoo import build
 
@@ -105,11 +156,15 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
     arch = payload.get("arch")
     if not arch:
         raise CheckpointError("no 'arch' entry: cannot tell which model to build", path=path)
-    model = build(arch, **dict(payload.get("config") or {}))
+    try:
+        model = build(arch, **dict(payload.get("config") or {}))
+    except ObjdetError as err:
+        raise CheckpointError(f"cannot rebuild model {arch!r}: {err}", path=path) from err
     ema = payload.get("ema")
     weights = ema["model"] if prefer_ema and ema else payload["model"]
     try:
         model.load_state_dict(weights)
     except RuntimeError as err:
         raise CheckpointError(f"weights do not fit model {arch!r}: {err}", path=path) from err
+    model.class_names = payload.get("class_names")
     return model.to(map_location).eval(), payload

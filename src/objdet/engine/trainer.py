@@ -238,13 +238,12 @@ class _RunLog:
 class Trainer:
     """Trains `model` on `train_set`, scoring COCO AP on `val_set`; writes `last.pt` and `best.pt` to `out`.
 
-    `arch` and `model_config` (the zoo name and its overrides) are stored in checkpoints so
-    `objdet eval/predict/export` can rebuild the model; `extra` entries (plain data such as the
+    `model` comes from `objdet.build`: checkpoints store its zoo name, full config and class names
+    (`checkpoint.model_payload`) so `objdet.load` rebuilds it; `extra` entries (plain data such as the
     categories) are stored alongside. `step_hook(step, losses)` runs after each optimiser step.
     """
 
     def __init__(self, model: nn.Module, train_set: Dataset, val_set: Dataset | None, config: TrainConfig,
-                 arch: str | None = None, model_config: dict[str, Any] | None = None,
                  step_hook: Callable[[int, dict[str, float]], None] | None = None,
                  extra: dict[str, Any] | None = None):
         self.config = config
@@ -254,7 +253,6 @@ class Trainer:
         # wrapping now copies rank 0's initial weights to every process before the EMA copies them
         self.ddp_model: nn.Module | None = distributed.wrap(self.model, self.device)
         self.train_set, self.val_set = train_set, val_set
-        self.arch, self.model_config = arch, dict(model_config or {})
         self.step_hook = step_hook
         self.extra = dict(extra or {})
         self.out = Path(config.out)
@@ -300,7 +298,7 @@ class Trainer:
     def state_dict(self) -> dict[str, Any]:
         """The whole training state as a weights-only checkpoint payload."""
         return {
-            **self.extra, "model": self.model.state_dict(), "arch": self.arch, "config": self.model_config,
+            **self.extra, **checkpoint.model_payload(self.model),
             "train_config": self.config.to_dict(), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.schedule.state_dict(), "scaler": self.scaler.state_dict(),
             "ema": self.ema.state_dict() if self.ema is not None else None,

@@ -10,7 +10,6 @@ except a ground truth without 'area', which gets its mask's (segm) or box's area
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -20,6 +19,7 @@ from pycocotools import mask as mask_utils
 
 from objdet.data.validate import is_finite_number, polygon_problem
 from objdet.errors import EvaluationError
+from objdet.io import load_json
 
 IOU_TYPES = ("bbox", "segm", "keypoints")
 
@@ -68,13 +68,7 @@ def read_json(source: Any, what: str) -> tuple[Any, str | None]:
     """Return (loaded json, path or None) for a path or an already loaded object."""
     if not isinstance(source, (str, Path)):
         return source, None
-    try:
-        with open(source, encoding="utf-8") as f:
-            return json.load(f), str(source)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
-        raise EvaluationError(f"cannot read the {what} file: {err}", path=source) from None
-    except ValueError as err:  # a NUL or a lone surrogate in the path: quote it so the message prints
-        raise EvaluationError(f"cannot read the {what} file: {err}", path=repr(str(source))) from None
+    return load_json(source, what, EvaluationError), str(source)
 
 
 def _column(records: Sequence, key: str, path: str | None, label: str) -> list:

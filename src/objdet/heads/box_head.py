@@ -15,7 +15,7 @@ from objdet.boxes import BoxCoder, box_iou, clip_boxes, full_precision, remove_s
 from objdet.losses import smooth_l1_loss
 from objdet.matching import FgBgSampler, Matcher
 from objdet.nms import batched_nms
-from objdet.norm import make_norm
+from objdet.layers import conv_stack
 from objdet.roi import split_per_image
 
 
@@ -45,14 +45,8 @@ class ConvFCHead(nn.Module):
         norm: str | None = "GN",
     ):
         super().__init__()
-        convs: list[nn.Module] = []
-        c = in_channels
-        for _ in range(num_convs):
-            convs += [nn.Conv2d(c, conv_channels, 3, padding=1, bias=norm is None)]
-            convs += [make_norm(norm, conv_channels)] if norm else []
-            convs += [nn.ReLU(inplace=True)]
-            c = conv_channels
-        self.convs = nn.Sequential(*convs)
+        self.convs = conv_stack(in_channels, conv_channels, num_convs, norm)
+        c = conv_channels if num_convs else in_channels
         dims = [c * resolution * resolution, *fc]
         self.fcs = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
         self.out_features = dims[-1]
@@ -151,7 +145,7 @@ class RoIBoxStage(nn.Module):
         logits, deltas = self.predictor(self.head(self.pooler(features, boxes, image_sizes)))
         return full_precision(logits, deltas)
 
-    def loss(
+    def loss_terms(
         self, samples: RoISamples, logits: Tensor, deltas: Tensor, targets: Sequence[dict[str, Tensor]]
     ) -> dict[str, Tensor]:
         """L_cls + lambda * [c >= 1] * smooth L1 on the true class's deltas, both averaged over the sampled RoIs."""
@@ -187,17 +181,22 @@ class RoIBoxStage(nn.Module):
             out.append({"boxes": boxes[keep], "scores": scores[keep], "labels": labels[keep]})
         return out
 
-    def forward(
+    def losses(
         self,
         features: Sequence[Tensor],
         proposals: Sequence[Tensor],
         image_sizes: Sequence[tuple[int, int]],
-        targets: Sequence[dict[str, Tensor]] | None = None,
-    ) -> tuple[list[dict[str, Tensor]], dict[str, Tensor], RoISamples | None]:
-        """Training (targets given): losses and the samples (for the mask/keypoint heads); else detections."""
-        if targets is not None:
-            samples = self.sample(proposals, targets)
-            logits, deltas = self.predict(features, samples.boxes, image_sizes)
-            return [], self.loss(samples, logits, deltas, targets), samples
+        targets: Sequence[dict[str, Tensor]],
+    ) -> tuple[dict[str, Tensor], RoISamples]:
+        """Training: sample RoIs among the proposals, and return the losses and the samples (whose positives
+        the mask and keypoint stages train on)."""
+        samples = self.sample(proposals, targets)
+        logits, deltas = self.predict(features, samples.boxes, image_sizes)
+        return self.loss_terms(samples, logits, deltas, targets), samples
+
+    def forward(
+        self, features: Sequence[Tensor], proposals: Sequence[Tensor], image_sizes: Sequence[tuple[int, int]]
+    ) -> list[dict[str, Tensor]]:
+        """Inference: per image, the detections {boxes, scores, labels} (in resized-image pixels)."""
         logits, deltas = self.predict(features, proposals, image_sizes)
-        return self.postprocess(logits, deltas, proposals, image_sizes), {}, None
+        return self.postprocess(logits, deltas, proposals, image_sizes)

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from objdet.necks.bifpn import SeparableConv2d, make_act, make_bn
+from objdet.layers import SeparableConv2d, make_act, make_bn
 
 
 class EffDetHead(nn.Module):

@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from objdet.boxes import full_precision
-from objdet.heads.box_head import RoISamples
-from objdet.roi import split_per_image
+from objdet.heads.roi_stage import RoIStage
+from objdet.layers import conv_stack
 
 
 class KeypointHead(nn.Module):
@@ -21,13 +21,8 @@ class KeypointHead(nn.Module):
 
     def __init__(self, in_channels: int, num_keypoints: int, num_convs: int = 8, channels: int = 512):
         super().__init__()
-        layers: list[nn.Module] = []
-        c = in_channels
-        for _ in range(num_convs):
-            layers += [nn.Conv2d(c, channels, 3, padding=1), nn.ReLU(inplace=True)]
-            c = channels
-        self.convs = nn.Sequential(*layers)
-        self.deconv = nn.ConvTranspose2d(c, num_keypoints, 4, stride=2, padding=1)
+        self.convs = conv_stack(in_channels, channels, num_convs)
+        self.deconv = nn.ConvTranspose2d(channels if num_convs else in_channels, num_keypoints, 4, stride=2, padding=1)
         for m in self.modules():
             if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -104,33 +99,20 @@ def heatmaps_to_keypoints(heatmaps: Tensor, boxes: Tensor) -> tuple[Tensor, Tens
     return xy, scores
 
 
-class KeypointStage(nn.Module):
+class KeypointStage(RoIStage):
     """RoIAlign pooler + keypoint head: loss on the positive RoIs in training, decoded keypoints at inference."""
 
-    def __init__(self, pooler: nn.Module, head: KeypointHead):
-        super().__init__()
-        self.pooler = pooler
-        self.head = head
+    def loss(self, logits: Tensor, boxes: Sequence[Tensor], labels: Tensor,
+             targets: Sequence[dict[str, Tensor]], matched: Sequence[Tensor]) -> dict[str, Tensor]:
+        """{"loss_keypoint"}: a softmax over heatmap positions against each matched keypoint's cell."""
+        size = logits.shape[-1]
+        cells = [keypoint_targets(t["keypoints"][m], b, size) for t, b, m in zip(targets, boxes, matched)]
+        index = torch.cat([c[0] for c in cells])
+        valid = torch.cat([c[1] for c in cells])
+        return {"loss_keypoint": keypoint_loss(logits, index, valid)}
 
-    def forward(
-        self,
-        features: Sequence[Tensor],
-        image_sizes: Sequence[tuple[int, int]],
-        detections: list[dict[str, Tensor]],
-        samples: RoISamples | None = None,
-        targets: Sequence[dict[str, Tensor]] | None = None,
-    ) -> dict[str, Tensor]:
-        """Training (samples given): {"loss_keypoint"}; else adds `keypoints` and `keypoints_scores`."""
-        if samples is not None and targets is not None:
-            boxes, matched = samples.positives()
-            logits = self.head(self.pooler(features, boxes, image_sizes))
-            size = logits.shape[-1]
-            tgt = [keypoint_targets(t["keypoints"][i], b, size) for t, b, i in zip(targets, boxes, matched)]
-            index = torch.cat([t[0] for t in tgt])
-            valid = torch.cat([t[1] for t in tgt])
-            return {"loss_keypoint": keypoint_loss(logits, index, valid)}
-        boxes = [d["boxes"] for d in detections]
-        (logits,) = full_precision(self.head(self.pooler(features, boxes, image_sizes)))
-        for d, lg, b in zip(detections, split_per_image(logits, boxes), boxes):
-            d["keypoints"], d["keypoints_scores"] = heatmaps_to_keypoints(lg, b)
-        return {}
+    def decode(self, logits: Tensor, boxes: Tensor, labels: Tensor) -> dict[str, Tensor]:
+        """{"keypoints": [N, K, 3], "keypoints_scores": [N, K]} of each detection."""
+        (logits,) = full_precision(logits)
+        keypoints, scores = heatmaps_to_keypoints(logits, boxes)
+        return {"keypoints": keypoints, "keypoints_scores": scores}

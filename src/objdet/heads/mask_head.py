@@ -10,9 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from objdet.heads.box_head import RoISamples
-from objdet.norm import make_norm
-from objdet.roi import roi_align, split_per_image
+from objdet.heads.roi_stage import RoIStage
+from objdet.layers import conv_stack
+from objdet.roi import roi_align
 
 
 class FCNMaskHead(nn.Module):
@@ -22,15 +22,8 @@ class FCNMaskHead(nn.Module):
         self, in_channels: int, num_classes: int, num_convs: int = 4, channels: int = 256, norm: str | None = None
     ):
         super().__init__()
-        layers: list[nn.Module] = []
-        c = in_channels
-        for _ in range(num_convs):
-            layers += [nn.Conv2d(c, channels, 3, padding=1, bias=norm is None)]
-            layers += [make_norm(norm, channels)] if norm else []
-            layers += [nn.ReLU(inplace=True)]
-            c = channels
-        self.convs = nn.Sequential(*layers)
-        self.deconv = nn.ConvTranspose2d(c, channels, 2, stride=2)
+        self.convs = conv_stack(in_channels, channels, num_convs, norm)
+        self.deconv = nn.ConvTranspose2d(channels if num_convs else in_channels, channels, 2, stride=2)
         self.logits = nn.Conv2d(channels, num_classes + 1, 1)
         for m in self.modules():
             if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
@@ -115,34 +108,20 @@ def paste_masks(masks: Tensor, boxes: Tensor, image_size: tuple[int, int], paddi
     return torch.bmm(wy, torch.bmm(m, wx.transpose(1, 2)))[:, None].to(masks.dtype)
 
 
-class MaskStage(nn.Module):
+class MaskStage(RoIStage):
     """RoIAlign pooler + mask head: loss on the positive RoIs in training, pasted-ready probabilities at inference."""
 
     def __init__(self, pooler: nn.Module, head: nn.Module, softmax: bool = False):
-        super().__init__()
-        self.pooler = pooler
-        self.head = head
+        super().__init__(pooler, head)
         self.softmax = softmax
 
-    def forward(
-        self,
-        features: Sequence[Tensor],
-        image_sizes: Sequence[tuple[int, int]],
-        detections: list[dict[str, Tensor]],
-        samples: RoISamples | None = None,
-        targets: Sequence[dict[str, Tensor]] | None = None,
-    ) -> dict[str, Tensor]:
-        """Training (samples given): {"loss_mask"}; else adds `masks` [N, 1, M, M] to each detection."""
-        if samples is not None and targets is not None:
-            boxes, matched = samples.positives()
-            logits = self.head(self.pooler(features, boxes, image_sizes))
-            size = logits.shape[-1]
-            tgt = [mask_targets(t["masks"], b, i, size) for t, b, i in zip(targets, boxes, matched)]
-            labels = [t["labels"][i] for t, i in zip(targets, matched)]
-            return {"loss_mask": mask_loss(logits, torch.cat(tgt), torch.cat(labels), self.softmax)}
-        boxes = [d["boxes"] for d in detections]
-        logits = self.head(self.pooler(features, boxes, image_sizes))
-        probs = mask_probs(logits, torch.cat([d["labels"] for d in detections]), self.softmax)
-        for d, p in zip(detections, split_per_image(probs, boxes)):
-            d["masks"] = p
-        return {}
+    def loss(self, logits: Tensor, boxes: Sequence[Tensor], labels: Tensor,
+             targets: Sequence[dict[str, Tensor]], matched: Sequence[Tensor]) -> dict[str, Tensor]:
+        """{"loss_mask"}: each RoI's logits against its crop of the matched ground-truth mask."""
+        size = logits.shape[-1]
+        crops = [mask_targets(t["masks"], b, m, size) for t, b, m in zip(targets, boxes, matched)]
+        return {"loss_mask": mask_loss(logits, torch.cat(crops), labels, self.softmax)}
+
+    def decode(self, logits: Tensor, boxes: Tensor, labels: Tensor) -> dict[str, Tensor]:
+        """{"masks": [N, 1, M, M]} probabilities of each detection's class (pasted into the image later)."""
+        return {"masks": mask_probs(logits, labels, self.softmax)}

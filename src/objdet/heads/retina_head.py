@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from objdet.norm import make_norm
+from objdet.layers import conv_stack
 
 
 class RetinaSubnet(nn.Module):
@@ -21,13 +21,7 @@ class RetinaSubnet(nn.Module):
     def __init__(self, in_channels: int, num_anchors: int, num_outputs: int, depth: int = 4,
                  norm: str | None = None, prior_prob: float | None = None) -> None:
         super().__init__()
-        self.convs = nn.ModuleList()
-        for _ in range(depth):
-            layers: list[nn.Module] = [nn.Conv2d(in_channels, in_channels, 3, padding=1, bias=norm is None)]
-            if norm is not None:
-                layers.append(make_norm(norm, in_channels))
-            layers.append(nn.ReLU(inplace=True))
-            self.convs.append(nn.Sequential(*layers))
+        self.convs = conv_stack(in_channels, in_channels, depth, norm)
         self.predict = nn.Conv2d(in_channels, num_anchors * num_outputs, 3, padding=1)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
@@ -38,9 +32,4 @@ class RetinaSubnet(nn.Module):
             nn.init.constant_(self.predict.bias, -math.log((1 - prior_prob) / prior_prob))
 
     def forward(self, features: list[torch.Tensor]) -> list[torch.Tensor]:
-        outputs = []
-        for x in features:
-            for conv in self.convs:
-                x = conv(x)
-            outputs.append(self.predict(x))
-        return outputs
+        return [self.predict(self.convs(x)) for x in features]

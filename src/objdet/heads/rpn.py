@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from objdet.anchors import AnchorGenerator
+from objdet.layers import conv_stack
 from objdet.boxes import BoxCoder, box_iou, clip_boxes, full_precision, remove_small_boxes
 from objdet.losses import smooth_l1_loss
 from objdet.matching import FgBgSampler, Matcher
@@ -21,10 +22,7 @@ class RPNHead(nn.Module):
 
     def __init__(self, in_channels: int, num_anchors: int, num_convs: int = 1):
         super().__init__()
-        layers: list[nn.Module] = []
-        for _ in range(num_convs):
-            layers += [nn.Conv2d(in_channels, in_channels, 3, padding=1), nn.ReLU(inplace=True)]
-        self.convs = nn.Sequential(*layers)
+        self.convs = conv_stack(in_channels, in_channels, num_convs)
         self.objectness = nn.Conv2d(in_channels, num_anchors, 1)
         self.deltas = nn.Conv2d(in_channels, num_anchors * 4, 1)
         for m in self.modules():

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from objdet.errors import ConfigError
+from objdet.layers import SeparableConv2d, make_act, make_bn
 
 FUSIONS = ("fast", "softmax", "sum")
 FAST_FUSION_EPS = 1e-4
@@ -80,34 +81,6 @@ def max_pool(x: torch.Tensor, kernel: int, stride: int, same: bool) -> torch.Ten
         total = max((math.ceil(n / stride) - 1) * stride + kernel - n, 0)
         pads += [total // 2, total - total // 2]
     return F.max_pool2d(F.pad(x, pads, value=float("-inf")), kernel, stride)
-
-
-def make_bn(channels: int, eps: float = 1e-3, momentum: float = 0.01) -> nn.BatchNorm2d:
-    """BatchNorm with TensorFlow's EfficientDet defaults (eps 1e-3, decay 0.99)."""
-    return nn.BatchNorm2d(channels, eps=eps, momentum=momentum)
-
-
-def make_act(name: str) -> nn.Module:
-    """The activation of EfficientDet's neck and heads by name."""
-    acts = {"silu": nn.SiLU, "swish": nn.SiLU, "relu": nn.ReLU, "relu6": nn.ReLU6}
-    if name not in acts:
-        raise ConfigError(f"unknown activation {name!r}; known: {', '.join(acts)}")
-    return acts[name]()
-
-
-class SeparableConv2d(nn.Module):
-    """Depthwise 3x3 then pointwise 1x1 convolution, optionally followed by BatchNorm."""
-
-    def __init__(self, in_channels: int, out_channels: int, bias: bool = False, bn: bool = True,
-                 bn_eps: float = 1e-3, bn_momentum: float = 0.01) -> None:
-        super().__init__()
-        self.depthwise = nn.Conv2d(in_channels, in_channels, 3, padding=1, groups=in_channels, bias=False)
-        self.pointwise = nn.Conv2d(in_channels, out_channels, 1, bias=bias)
-        self.bn = make_bn(out_channels, bn_eps, bn_momentum) if bn else None
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.pointwise(self.depthwise(x))
-        return x if self.bn is None else self.bn(x)
 
 
 class Resample(nn.Module):

@@ -14,17 +14,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from objdet.errors import ConfigError
-from objdet.norm import make_norm
+from objdet.layers import ConvNormAct
 
 EXTRA_LEVELS = (None, "maxpool", "p6p7", "p6p7_p5")
-
-
-def _conv_norm(in_ch: int, out_ch: int, kernel: int, norm: str | None) -> nn.Sequential:
-    layers: list[nn.Module] = [nn.Conv2d(in_ch, out_ch, kernel, padding=kernel // 2,
-                                         bias=norm is None)]
-    if norm is not None:
-        layers.append(make_norm(norm, out_ch))
-    return nn.Sequential(*layers)
 
 
 class FPN(nn.Module):
@@ -46,9 +38,9 @@ class FPN(nn.Module):
         if numbers != list(range(numbers[0], numbers[0] + len(numbers))):
             raise ConfigError(f"FPN input levels must be consecutive C-levels, got {self.in_keys}",
                               record="in_channels")
-        self.lateral = nn.ModuleList(_conv_norm(c, out_channels, 1, norm)
+        self.lateral = nn.ModuleList(ConvNormAct(c, out_channels, 1, norm=norm, act=None)
                                      for c in in_channels.values())
-        self.output = nn.ModuleList(_conv_norm(out_channels, out_channels, 3, norm)
+        self.output = nn.ModuleList(ConvNormAct(out_channels, out_channels, 3, norm=norm, act=None)
                                     for _ in in_channels)
         self.extra = extra
         n_extra = {None: 0, "maxpool": 1}.get(extra, 2)

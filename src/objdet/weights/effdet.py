@@ -7,9 +7,11 @@ from typing import Any
 
 import torch
 
-from objdet.detectors.efficientdet import EfficientDet, efficientdet
+from torch import nn
+
+from objdet import zoo
+from objdet.detectors.efficientdet import efficientdet_scaling
 from objdet.errors import CheckpointError, ConfigError
-from objdet.zoo import efficientdet_scaling
 
 
 def effdet_config(name: str) -> dict[str, Any]:
@@ -23,6 +25,11 @@ def effdet_config(name: str) -> dict[str, Any]:
         fields.update(backbone=f"efficientnet_b{phi}", same_padding=False, conv_bias=False,
                       drop_path_rate=0.1 if phi == 0 else 0.2)
     return fields
+
+
+def effdet_zoo_name(name: str) -> str:
+    """The objdet zoo entry an effdet model name maps to (tf_efficientdet_dN and efficientdet_dN: efficientdet_dN)."""
+    return re.sub(r"^tf_", "", name)
 
 
 def _neck_key(key: str, graph_inputs: list[tuple[int, ...]]) -> str:
@@ -66,7 +73,7 @@ def _head_key(key: str) -> str:
     raise CheckpointError(f"unexpected effdet key {key!r}")
 
 
-def convert_effdet_state_dict(state_dict: dict[str, torch.Tensor], model: EfficientDet) -> dict[str, torch.Tensor]:
+def convert_effdet_state_dict(state_dict: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
     """effdet's EfficientDet state dict renamed for `model`; box outputs reordered from (y, x, h, w) to (x, y, w, h)."""
     graph_inputs = [cell.inputs for cell in model.neck.layers[0].cells]
     out = {}
@@ -89,7 +96,7 @@ def convert_effdet_state_dict(state_dict: dict[str, torch.Tensor], model: Effici
     return out
 
 
-def from_effdet(name: str, state_dict: dict[str, torch.Tensor], **overrides: Any) -> EfficientDet:
+def from_effdet(name: str, state_dict: dict[str, torch.Tensor], **overrides: Any) -> nn.Module:
     """objdet's EfficientDet with the weights of effdet's model `name`; eval-mode detections equal effdet's."""
     fields = effdet_config(name)
     bias = state_dict.get("class_net.predict.conv_pw.bias", state_dict.get("model.class_net.predict.conv_pw.bias"))
@@ -98,7 +105,7 @@ def from_effdet(name: str, state_dict: dict[str, torch.Tensor], **overrides: Any
     num_anchors = fields.get("num_scales", 3) * 3
     fields["num_classes"] = bias.numel() // num_anchors
     fields.update(overrides)
-    model = efficientdet(**fields)
+    model = zoo.build(effdet_zoo_name(name), **fields)
     converted = convert_effdet_state_dict(state_dict, model)
     result = model.load_state_dict(converted, strict=False)
     if result.missing_keys or result.unexpected_keys:

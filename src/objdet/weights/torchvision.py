@@ -15,26 +15,26 @@ from objdet.errors import CheckpointError, ConfigError
 Rule = tuple[str, Callable[[re.Match], str]]
 
 
-def _rcnn_rules(head_norm: bool) -> list[Rule]:
-    """Renames for the R-CNN heads; `head_norm` when the conv heads carry a norm layer (the v2 models)."""
-    per_conv = 3 if head_norm else 2  # conv, [norm], relu in our nn.Sequential
-    return [
-        (r"rpn\.head\.conv\.(weight|bias)$", lambda m: f"rpn.head.convs.0.{m[1]}"),
-        (r"rpn\.head\.conv\.(\d+)\.0\.(.+)$", lambda m: f"rpn.head.convs.{2 * int(m[1])}.{m[2]}"),
-        (r"rpn\.head\.cls_logits\.(.+)$", lambda m: f"rpn.head.objectness.{m[1]}"),
-        (r"rpn\.head\.bbox_pred\.(.+)$", lambda m: f"rpn.head.deltas.{m[1]}"),
-        (r"roi_heads\.box_head\.(fc6|fc7)\.(.+)$", lambda m: f"box_stage.head.{m[1]}.{m[2]}"),
-        (r"roi_heads\.box_head\.([0-3])\.([01])\.(.+)$", lambda m: f"box_stage.head.convs.{3 * int(m[1]) + int(m[2])}.{m[3]}"),
-        (r"roi_heads\.box_head\.5\.(.+)$", lambda m: f"box_stage.head.fcs.0.{m[1]}"),
-        (r"roi_heads\.box_predictor\.(.+)$", lambda m: f"box_stage.predictor.{m[1]}"),
-        (r"roi_heads\.mask_head\.mask_fcn(\d)\.(.+)$", lambda m: f"mask_stage.head.convs.{2 * (int(m[1]) - 1)}.{m[2]}"),
-        (r"roi_heads\.mask_head\.(\d)\.([01])\.(.+)$",
-         lambda m: f"mask_stage.head.convs.{per_conv * int(m[1]) + int(m[2])}.{m[3]}"),
-        (r"roi_heads\.mask_predictor\.conv5_mask\.(.+)$", lambda m: f"mask_stage.head.deconv.{m[1]}"),
-        (r"roi_heads\.mask_predictor\.mask_fcn_logits\.(.+)$", lambda m: f"mask_stage.head.logits.{m[1]}"),
-        (r"roi_heads\.keypoint_head\.(\d+)\.(.+)$", lambda m: f"keypoint_stage.head.convs.{m[1]}.{m[2]}"),
-        (r"roi_heads\.keypoint_predictor\.kps_score_lowres\.(.+)$", lambda m: f"keypoint_stage.head.deconv.{m[1]}"),
-    ]
+# torchvision's R-CNN head modules -> objdet's. Conv towers are blocks on both sides (torchvision's
+# Conv2dNormActivation, objdet's ConvNormAct: conv at 0, norm at 1), so a block maps to a block; the
+# v1 layouts with bare convs name each conv (`conv`, `mask_fcn{k}`) or number them flat with their
+# ReLUs between (the keypoint head), and each such conv is block k's conv.
+_RCNN_RULES: list[Rule] = [
+    (r"rpn\.head\.conv\.(weight|bias)$", lambda m: f"rpn.head.convs.0.0.{m[1]}"),
+    (r"rpn\.head\.conv\.(\d+)\.(\d+)\.(.+)$", lambda m: f"rpn.head.convs.{m[1]}.{m[2]}.{m[3]}"),
+    (r"rpn\.head\.cls_logits\.(.+)$", lambda m: f"rpn.head.objectness.{m[1]}"),
+    (r"rpn\.head\.bbox_pred\.(.+)$", lambda m: f"rpn.head.deltas.{m[1]}"),
+    (r"roi_heads\.box_head\.(fc6|fc7)\.(.+)$", lambda m: f"box_stage.head.{m[1]}.{m[2]}"),
+    (r"roi_heads\.box_head\.([0-3])\.(\d+)\.(.+)$", lambda m: f"box_stage.head.convs.{m[1]}.{m[2]}.{m[3]}"),
+    (r"roi_heads\.box_head\.5\.(.+)$", lambda m: f"box_stage.head.fcs.0.{m[1]}"),
+    (r"roi_heads\.box_predictor\.(.+)$", lambda m: f"box_stage.predictor.{m[1]}"),
+    (r"roi_heads\.mask_head\.mask_fcn(\d)\.(.+)$", lambda m: f"mask_stage.head.convs.{int(m[1]) - 1}.0.{m[2]}"),
+    (r"roi_heads\.mask_head\.(\d)\.(\d+)\.(.+)$", lambda m: f"mask_stage.head.convs.{m[1]}.{m[2]}.{m[3]}"),
+    (r"roi_heads\.mask_predictor\.conv5_mask\.(.+)$", lambda m: f"mask_stage.head.deconv.{m[1]}"),
+    (r"roi_heads\.mask_predictor\.mask_fcn_logits\.(.+)$", lambda m: f"mask_stage.head.logits.{m[1]}"),
+    (r"roi_heads\.keypoint_head\.(\d+)\.(.+)$", lambda m: f"keypoint_stage.head.convs.{int(m[1]) // 2}.0.{m[2]}"),
+    (r"roi_heads\.keypoint_predictor\.kps_score_lowres\.(.+)$", lambda m: f"keypoint_stage.head.deconv.{m[1]}"),
+]
 
 
 def rename(state_dict: Mapping[str, Tensor], rules: list[Rule]) -> dict[str, Tensor]:
@@ -60,10 +60,10 @@ def _fpn_renamed(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
     return sd
 
 
-def rcnn_state_dict(state_dict: Mapping[str, Tensor], head_norm: bool = False) -> dict[str, Tensor]:
-    """A torchvision R-CNN state dict (ResNet-FPN) under objdet's names. The trunk keeps torchvision's
-    names (backbone.body.*); the FPN and the heads are renamed."""
-    return rename(_fpn_renamed(state_dict), _rcnn_rules(head_norm))
+def rcnn_state_dict(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """A torchvision R-CNN state dict (ResNet-FPN, v1 or v2) under objdet's names. The trunk keeps
+    torchvision's names (backbone.body.*); the FPN and the heads are renamed."""
+    return rename(_fpn_renamed(state_dict), _RCNN_RULES)
 
 
 def load_into(model: nn.Module, state_dict: Mapping[str, Tensor], arch: str) -> nn.Module:
@@ -91,7 +91,7 @@ def _num_classes(state_dict: Mapping[str, Tensor], arch: str) -> int:
     return int(state_dict[key].shape[0]) - 1
 
 
-def _rcnn_converter(zoo_name: str, v2: bool) -> Callable[..., nn.Module]:
+def _rcnn_converter(zoo_name: str) -> Callable[..., nn.Module]:
     def convert(state_dict: Mapping[str, Tensor], **overrides: Any) -> nn.Module:
         from objdet import zoo
 
@@ -99,18 +99,18 @@ def _rcnn_converter(zoo_name: str, v2: bool) -> Callable[..., nn.Module]:
         if "roi_heads.keypoint_predictor.kps_score_lowres.weight" in state_dict:
             overrides.setdefault("num_keypoints", int(state_dict["roi_heads.keypoint_predictor.kps_score_lowres.weight"].shape[1]))
         model = zoo.build(zoo_name, **overrides)
-        return load_into(model, rcnn_state_dict(state_dict, head_norm=v2), zoo_name)
+        return load_into(model, rcnn_state_dict(state_dict), zoo_name)
 
     return convert
 
 
 # torchvision architecture name -> (objdet zoo name, converter)
 CONVERTERS: dict[str, tuple[str, Callable[..., nn.Module]]] = {
-    "fasterrcnn_resnet50_fpn": ("faster_rcnn_r50_fpn", _rcnn_converter("faster_rcnn_r50_fpn", v2=False)),
-    "fasterrcnn_resnet50_fpn_v2": ("faster_rcnn_r50_fpn_v2", _rcnn_converter("faster_rcnn_r50_fpn_v2", v2=True)),
-    "maskrcnn_resnet50_fpn": ("mask_rcnn_r50_fpn", _rcnn_converter("mask_rcnn_r50_fpn", v2=False)),
-    "maskrcnn_resnet50_fpn_v2": ("mask_rcnn_r50_fpn_v2", _rcnn_converter("mask_rcnn_r50_fpn_v2", v2=True)),
-    "keypointrcnn_resnet50_fpn": ("keypoint_rcnn_r50_fpn", _rcnn_converter("keypoint_rcnn_r50_fpn", v2=False)),
+    "fasterrcnn_resnet50_fpn": ("faster_rcnn_r50_fpn", _rcnn_converter("faster_rcnn_r50_fpn")),
+    "fasterrcnn_resnet50_fpn_v2": ("faster_rcnn_r50_fpn_v2", _rcnn_converter("faster_rcnn_r50_fpn_v2")),
+    "maskrcnn_resnet50_fpn": ("mask_rcnn_r50_fpn", _rcnn_converter("mask_rcnn_r50_fpn")),
+    "maskrcnn_resnet50_fpn_v2": ("mask_rcnn_r50_fpn_v2", _rcnn_converter("mask_rcnn_r50_fpn_v2")),
+    "keypointrcnn_resnet50_fpn": ("keypoint_rcnn_r50_fpn", _rcnn_converter("keypoint_rcnn_r50_fpn")),
     # --- one-stage converters (retinanet) ---
     "retinanet_resnet50_fpn": ("retinanet_r50_fpn", lambda sd, **kw: _retinanet_converter(sd, v2=False, **kw)),
     "retinanet_resnet50_fpn_v2": ("retinanet_r50_fpn", lambda sd, **kw: _retinanet_converter(sd, v2=True, **kw)),

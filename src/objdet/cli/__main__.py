@@ -1,0 +1,7 @@
+"""`python -m objdet.cli` (what `torchrun ... -m objdet.cli train` starts)."""
+
+import sys
+
+from objdet.cli import main
+
+sys.exit(main())

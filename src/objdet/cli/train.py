@@ -1,0 +1,118 @@
+"""`objdet train`: train a zoo model on a data set; Ctrl-C saves, `--resume` continues the run exactly."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any, Sequence
+
+from objdet.errors import ConfigError
+
+_TRAIN_FLAGS = {  # flag -> (TrainConfig field, type, help)
+    "--epochs": ("epochs", int, "number of epochs"),
+    "--batch-size": ("batch_size", int, "images per step (per process under torchrun)"),
+    "--optimizer": ("optimizer", str, "sgd (momentum) or adamw"),
+    "--lr": ("lr", float, "peak learning rate"),
+    "--momentum": ("momentum", float, "SGD momentum"),
+    "--weight-decay": ("weight_decay", float, "weight decay (not on norms and biases)"),
+    "--warmup-iters": ("warmup_iters", int, "steps of linear warm-up"),
+    "--schedule": ("schedule", str, "step or cosine decay after warm-up"),
+    "--clip-grad": ("clip_grad_norm", float, "clip the gradient norm to this value"),
+    "--ema-decay": ("ema_decay", float, "decay of the weight average (with --ema)"),
+    "--eval-every": ("eval_every", int, "evaluate COCO AP every N epochs (0: never)"),
+    "--checkpoint-every": ("checkpoint_every", int, "also write last.pt every N steps"),
+    "--seed": ("seed", int, "seed of batches, augmentation and initialisation"),
+    "--workers": ("num_workers", int, "data-loading processes"),
+    "--device": ("device", str, "cpu or cuda"),
+}
+
+
+def add(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a zoo model on a data set (Ctrl-C saves; --resume continues)",
+                       description="Train a zoo model. Writes last.pt, best.pt, log.jsonl and TensorBoard "
+                                   "scalars to --out. Under torchrun, trains on every process with DDP.")
+    p.add_argument("--model", help="zoo model name (see objdet.list_models()); not needed with --resume")
+    p.add_argument("--data", required=True, help="training data: shapes[:split] | voc:ROOT[:split] | coco:ANN.json:IMG_DIR")
+    p.add_argument("--val-data", help="evaluation data SPEC (default: the `val` split of shapes, `test` of voc)")
+    p.add_argument("--out", default="runs/train", help="run folder")
+    p.add_argument("--resume", nargs="?", const="", metavar="CKPT",
+                   help="continue the run (from CKPT, default OUT/last.pt) with its saved settings")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="model config override, e.g. --set min_size=320 (repeatable)")
+    for flag, (_, kind, text) in _TRAIN_FLAGS.items():
+        p.add_argument(flag, type=kind, help=text)
+    p.add_argument("--amp", action="store_true", default=None, help="mixed precision (bfloat16 on CPU, float16 on CUDA)")
+    p.add_argument("--ema", action="store_true", default=None, help="keep and evaluate an average of the weights")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(run=run)
+
+
+def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
+    """`KEY=VALUE` model config overrides; values are Python literals when they parse as one."""
+    import ast
+
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set expects KEY=VALUE, got {pair!r}")
+        try:
+            out[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            out[key] = value
+    return out
+
+
+def open_data(spec: str, split: str, augment: bool) -> Any:
+    """A data set from SPEC (`split` when the spec names none); training sets get random horizontal flips
+    (keypoints swap left/right)."""
+    from objdet.data import open_dataset, parse_spec
+    from objdet.data.augment import HorizontalFlip
+
+    dataset = open_dataset(spec, split=None if parse_spec(spec).split else split)
+    if augment:
+        dataset.transforms = HorizontalFlip(keypoint_names=getattr(dataset, "keypoint_names", None) or None)
+    return dataset
+
+
+def run(args: argparse.Namespace) -> int:
+    from objdet import zoo
+    from objdet.data import held_out_spec
+    from objdet.engine import checkpoint
+    from objdet.engine.trainer import TrainConfig, Trainer, seed_everything
+
+    saved: dict[str, Any] = {}
+    resume_from = None
+    if args.resume is not None:
+        resume_from = Path(args.resume or Path(args.out) / "last.pt")
+        saved = checkpoint.load(resume_from)
+    settings = dict(saved.get("train_config") or {})
+    settings.update({field: getattr(args, flag[2:].replace("-", "_")) for flag, (field, _, _) in _TRAIN_FLAGS.items()
+                     if getattr(args, flag[2:].replace("-", "_")) is not None})
+    settings.update({k: v for k, v in (("amp", args.amp), ("ema", args.ema)) if v is not None})
+    settings.update(out=args.out, progress=not args.no_progress)
+    config = TrainConfig(**settings)
+
+    train_set = open_data(args.data, "train", augment=True)
+    val_spec = args.val_data or held_out_spec(args.data)
+    val_set = open_data(val_spec, "val", augment=False) if val_spec else None
+    arch = saved.get("arch") or args.model
+    if not arch:
+        raise ConfigError("--model is required (the zoo name of the detector to train)")
+    if saved:
+        fields = dict(saved["config"])
+    else:
+        cfg = zoo.config(arch)
+        fields = {**cfg.data_fields(train_set.num_classes, getattr(train_set, "keypoint_names", None)),
+                  **parse_overrides(args.set)}
+    classes = [c["name"] for c in train_set.categories]
+    seed_everything(config.seed)
+    model = zoo.build(arch, classes=classes, **{k: v for k, v in fields.items() if k != "num_classes"})
+    trainer = Trainer(model, train_set, val_set, config,
+                      extra={"categories": list(train_set.categories),
+                             "label_to_category_id": dict(train_set.label_to_category_id)})
+    if resume_from is not None:
+        trainer.resume(resume_from)
+    result = trainer.fit()
+    print(f"{result['status']} at epoch {result['epoch']}, step {result['step']}; checkpoints in {args.out}")
+    return 130 if result["status"] == "interrupted" else 0

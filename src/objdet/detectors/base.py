@@ -1,0 +1,89 @@
+"""What every detector shares: its config's base (what the model has and how a data set or a training
+recipe sets it), config construction that names unknown fields, and the checks on training targets."""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import torch
+from torch import Tensor
+
+from objdet.errors import AnnotationError, ConfigError
+
+
+@dataclass
+class DetectorConfig:
+    """Fields every detector config has. The properties say what the model outputs and takes, so no code
+    outside a detector's module needs to know which detector it holds."""
+
+    num_classes: int = 90
+
+    @property
+    def has_masks(self) -> bool:
+        """Whether the model predicts instance masks."""
+        return False
+
+    @property
+    def keypoint_count(self) -> int:
+        """Keypoints predicted per object (0: none)."""
+        return 0
+
+    @property
+    def fixed_size(self) -> int | None:
+        """Side of the square input every image is letterboxed to, or None when images keep their size."""
+        return None
+
+    def data_fields(self, num_classes: int, keypoint_names: Sequence[str] | None = None) -> dict[str, Any]:
+        """The fields a data set fixes: its class count and, for a keypoint model, its keypoint count."""
+        fields: dict[str, Any] = {"num_classes": num_classes}
+        if self.keypoint_count and keypoint_names:
+            fields["num_keypoints"] = len(keypoint_names)
+        return fields
+
+    def scratch_fields(self, image_size: int) -> dict[str, Any]:
+        """The fields that train this detector from random weights on `image_size`-pixel images (the demo's
+        and the ablation studies' recipe): every layer trainable, norms that learn, sizes to the image."""
+        raise NotImplementedError
+
+
+def make_config(cls: type[DetectorConfig], fields: dict[str, Any]) -> Any:
+    """`cls(**fields)`, naming unknown fields; lists become tuples where the field holds a tuple (configs read
+    back from JSON or a checkpoint)."""
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(fields) - set(known))
+    if unknown:
+        raise ConfigError(f"unknown option(s) {unknown} for {cls.__name__}; known: {sorted(known)}")
+    hints = typing.get_type_hints(cls)
+    values = {k: _as_tuples(v) if "tuple" in str(hints.get(k, "")) else v for k, v in fields.items()}
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"bad {cls.__name__} option: {err}") from None
+
+
+def _as_tuples(value: Any) -> Any:
+    return tuple(_as_tuples(v) for v in value) if isinstance(value, list) else value
+
+
+def check_targets(targets: Sequence[dict[str, Tensor]], num_classes: int, needs: Sequence[str] = ()) -> None:
+    """Reject targets the losses cannot use (bad box shape, empty boxes, labels out of 1..num_classes,
+    missing masks/keypoints) with an AnnotationError naming the image."""
+    for i, t in enumerate(targets):
+        record = f"image {int(t['image_id']) if 'image_id' in t else i}"
+        for key in ("boxes", "labels", *needs):
+            if key not in t:
+                raise AnnotationError(f"target has no {key!r}", record=record)
+        boxes, labels = t["boxes"], t["labels"]
+        if boxes.ndim != 2 or boxes.shape[-1] != 4 or len(labels) != len(boxes):
+            raise AnnotationError(f"boxes of shape {tuple(boxes.shape)} for {len(labels)} labels", record=record)
+        bad = (boxes[:, 2:] <= boxes[:, :2]).any(1) | ~torch.isfinite(boxes).all(1)
+        if bad.any():
+            raise AnnotationError(f"box {boxes[bad][0].tolist()} has no positive width and height", record=record)
+        if len(labels) and (labels.min() < 1 or labels.max() > num_classes):
+            raise AnnotationError(f"labels must lie in 1..{num_classes}, got {labels.tolist()}", record=record)
+        for key, dims in (("masks", 3), ("keypoints", 3)):
+            if key in needs and (t[key].ndim != dims or len(t[key]) != len(boxes)):
+                raise AnnotationError(f"{key} of shape {tuple(t[key].shape)} for {len(boxes)} boxes", record=record)
