@@ -61,6 +61,8 @@ def _load_entries() -> None:
         ("keypoint_rcnn_r18_fpn", R, {**rcnn.SMALL, **kp.PERSON_KEYPOINTS, **kp.SMALL_HEAD},
          "CPU-sized Keypoint R-CNN (ResNet-18, 4-conv 128-channel keypoint head)"),
         ("retinanet_r50_fpn", (retina.RetinaNetConfig, retina.build_retinanet), {}, "RetinaNet, ResNet-50 FPN"),
+        ("retinanet_r50_fpn_v2", (retina.RetinaNetConfig, retina.build_retinanet), retina.V2,
+         "torchvision's retinanet_resnet50_fpn_v2"),
         ("retinanet_r18_fpn", (retina.RetinaNetConfig, retina.build_retinanet), retina.SMALL,
          "CPU-sized RetinaNet (ResNet-18, 128-channel FPN and subnets)"),
     ]
@@ -101,12 +103,32 @@ def _entry_of(cfg: Any) -> Entry:
     raise ConfigError(f"no zoo model is built from a {type(cfg).__name__}")
 
 
-def build(model: str | Any, *, classes: Sequence[str] | None = None, **overrides: Any) -> nn.Module:
+def build(model: str | Any, *, weights: str | os.PathLike | None = None, backbone_weights: str | None = None,
+          classes: Sequence[str] | None = None, **overrides: Any) -> nn.Module:
     """Build a zoo model from its name (with config `overrides`) or from a config dataclass.
 
     `classes` names the classes (labels 1..K in that order) and sets `num_classes`; the model keeps them
     as `model.class_names` (None when not given). The model's `config` is the full config and `arch` the
-    zoo name, which is what checkpoints store to rebuild it."""
+    zoo name, which is what checkpoints store to rebuild it.
+
+    `weights` is a weight source (`objdet.weights.sources`: a checkpoint or state-dict path,
+    `torchvision:COCO_V1`, `effdet:tf_efficientdet_d0`); with another class set, what fits is loaded and class
+    rows are kept for matching names. `backbone_weights` ("imagenet" or a path) initialises the trunk only."""
+    if weights is not None:
+        from objdet.weights.pretrained import build_pretrained
+
+        if not isinstance(model, str):
+            raise ConfigError("weights= needs the zoo name of the model, not a config")
+        return build_pretrained(model, weights, classes=classes, **overrides)
+    net = _build(model, classes, overrides)
+    if backbone_weights is not None:
+        from objdet.weights.backbones import load_backbone_weights
+
+        net.weights_report = load_backbone_weights(net, backbone_weights)
+    return net
+
+
+def _build(model: str | Any, classes: Sequence[str] | None, overrides: dict[str, Any]) -> nn.Module:
     if classes is not None:
         classes = [str(c) for c in classes]
         if not classes:

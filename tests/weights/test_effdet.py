@@ -30,6 +30,34 @@ def _randomise(model):
             p.data.copy_(torch.rand(p.shape, generator=g) * 2.5 - 0.5)
 
 
+def _images():
+    """Two generated shapes images (structure, so the two give different detections)."""
+    from objdet.data.shapes import ShapesDataset
+
+    return [ShapesDataset("val", length=2, image_size=SIZE, seed=5)[i][0] for i in range(2)]
+
+
+def _interior_detections(bench, x, info):
+    """Make the detections test the box head: random weights put nearly every box on the image border (large
+    anchors, wild deltas), where clipping hides a wrong box head (43% of tf_efficientdet_d0's coordinates were
+    clipped). With unit-spread outputs, P4..P7's features pushed to SiLU's flat side (their own last class-head
+    norm) and small box deltas, the detections are P3's anchors moved a little (21% clipped)."""
+    _unit_output_scale(bench, x, info)
+    net = bench.model
+    with torch.no_grad():
+        for level in range(1, 5):
+            net.class_net.bn_rep[-1][level].bn.bias.fill_(-30.0)
+        net.box_net.predict.conv_pw.weight.mul_(0.1)
+        net.box_net.predict.conv_pw.bias.zero_()
+
+
+def _inputs(images):
+    x = torch.stack([(im - MEAN) / STD for im in images])
+    info = {"img_scale": torch.ones(len(images)), "img_size": torch.tensor([[SIZE, SIZE]] * len(images),
+                                                                           dtype=torch.float32)}
+    return x, info
+
+
 @pytest.fixture(scope="module", params=["tf_efficientdet_d0", "efficientdet_d0"])
 def pair(request):
     torch.manual_seed(0)
@@ -37,23 +65,44 @@ def pair(request):
                        image_size=(SIZE, SIZE))
     _randomise(ref)
     ref.eval()
+    _interior_detections(ref, *_inputs(_images()))
     ours = from_effdet(request.param, ref.model.state_dict(), image_size=SIZE).eval()
     return ref, ours
 
 
+def _reference_detections(ref, images):
+    with torch.no_grad():
+        expected = ref(*_inputs(images))
+    return [exp[exp[:, 4] > 0] for exp in expected]
+
+
 def test_detections_equal_detbenchpredict(pair, one_thread):
     ref, ours = pair
-    torch.manual_seed(2)
-    images = [torch.rand(3, SIZE, SIZE) for _ in range(2)]
-    x = torch.stack([(im - MEAN) / STD for im in images])
-    info = {"img_scale": torch.ones(2), "img_size": torch.tensor([[SIZE, SIZE]] * 2, dtype=torch.float32)}
+    images = _images()
     with torch.no_grad():
-        expected = ref(x, img_info=info)
         got = ours(images)
-    for det, exp in zip(got, expected):
-        valid = exp[:, 4] > 0
-        assert valid.sum() > 10
-        assert_same_detections(det, exp[valid, :4], exp[valid, 4], exp[valid, 5].long())
+    for det, exp in zip(got, _reference_detections(ref, images)):
+        assert len(exp) > 10
+        boxes = exp[:, :4]
+        clipped = (boxes <= 0.01) | (boxes >= SIZE - 0.01)
+        assert clipped.float().mean() < 0.3  # most coordinates are the box head's, not the clipping's
+        assert_same_detections(det, boxes, exp[:, 4], exp[:, 5].long())
+
+
+def test_a_perturbed_box_head_fails_the_comparison(pair, one_thread):
+    """The comparison above can fail: one box-head tensor moved by a little is caught."""
+    ref, ours = pair
+    images = _images()
+    bias = ours.box_head.predict.pointwise.bias
+    with torch.no_grad():
+        bias[0::4] += 0.05  # every anchor's x offset: a shift of 0.05 of its width (1.6 px on P3)
+        try:
+            got = ours(images)
+        finally:
+            bias[0::4] -= 0.05
+    with pytest.raises(AssertionError):
+        for det, exp in zip(got, _reference_detections(ref, images)):
+            assert_same_detections(det, exp[:, :4], exp[:, 4], exp[:, 5].long())
 
 
 def test_letterboxed_image_maps_back_to_input_pixels(pair, one_thread):

@@ -15,17 +15,19 @@ from objdet.weights.torchvision import from_torchvision
 SIZE = dict(min_size=192, max_size=192)
 
 
-def _released_like_retinanet() -> torch.nn.Module:
-    """torchvision's RetinaNet v1 as it runs released weights (frozen trunk norms, eps 0), with tiny
-    running variances (and weights scaled to match) so that eps 1e-5 against 0 changes the outputs."""
+def _released_like_retinanet(frozen: bool = True) -> torch.nn.Module:
+    """torchvision's RetinaNet v1 as it runs released weights (frozen trunk norms, eps 0), or as torchvision
+    builds it without detection weights (`frozen=False`: plain BatchNorm2d, eps 1e-5), with tiny running variances
+    (and weights scaled to match) so that eps 1e-5 against 0 changes the outputs."""
     torch.manual_seed(0)
     model = tvd.retinanet_resnet50_fpn(weights=None, weights_backbone=None, num_classes=5, **SIZE)
-    freeze_batchnorms(model.backbone.body)
-    overwrite_eps(model, 0.0)
+    if frozen:
+        freeze_batchnorms(model.backbone.body)
+        overwrite_eps(model, 0.0)
     g = torch.Generator().manual_seed(1)
     with torch.no_grad():
         for m in model.backbone.body.modules():
-            if isinstance(m, FrozenBatchNorm2d):
+            if isinstance(m, (FrozenBatchNorm2d, torch.nn.BatchNorm2d)):
                 n = len(m.weight)
                 m.running_var.copy_(torch.rand(n, generator=g) * 4e-4 + 1e-4)
                 m.running_mean.copy_((torch.rand(n, generator=g) - 0.5) * 0.02)
@@ -56,13 +58,36 @@ def test_default_eps_reproduces_torchvision_released_weights_and_1e5_does_not():
     assert (shifted - trunk).abs().max().item() > 1e-2 * scale
 
 
+def test_a_torchvision_model_built_without_detection_weights_loads_with_its_detections():
+    """Its trunk is plain BatchNorm2d (eps 1e-5, `num_batches_tracked` in the state dict): the default eps follows
+    the state dict, so the detections are torchvision's; the released weights' eps 0 would move them."""
+    ref = _released_like_retinanet(frozen=False)
+    assert isinstance(ref.backbone.body.bn1, torch.nn.BatchNorm2d)
+    ours = from_torchvision("retinanet_resnet50_fpn", ref.state_dict(), **SIZE).eval()
+    zero = from_torchvision("retinanet_resnet50_fpn", ref.state_dict(), frozen_bn_eps=0.0, **SIZE).eval()
+    image = torch.rand(3, 192, 192, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        expected, got, off = ref([image])[0], ours([image])[0], zero([image])[0]
+    keep = expected["labels"] > 0
+    assert keep.sum() > 5
+    assert_same_detections(got, expected["boxes"][keep], expected["scores"][keep], expected["labels"][keep])
+    with pytest.raises(AssertionError):
+        assert_same_detections(off, expected["boxes"][keep], expected["scores"][keep], expected["labels"][keep])
+
+
 def test_v1_rcnn_default_eps_and_explicit_value():
-    """A v1 R-CNN defaults to eps 0 like torchvision's `overwrite_eps(model, 0.0)`; an explicit value
-    reaches every frozen norm; a negative one is a ConfigError. (The v2 trunks use BatchNorm2d.)"""
+    """A v1 R-CNN state dict in the frozen layout of the released weights (no `num_batches_tracked`) defaults to
+    eps 0 like torchvision's `overwrite_eps(model, 0.0)`; one saved from plain BatchNorm2d (a torchvision model
+    built without detection weights) to BatchNorm2d's 1e-5; an explicit value reaches every frozen norm; a
+    negative one is a ConfigError."""
     torch.manual_seed(0)
-    sd = tvd.keypointrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=2, num_keypoints=3).state_dict()
-    for kw, expected in (({}, 0.0), ({"frozen_bn_eps": 1e-3}, 1e-3)):
-        frozen = [m for m in from_torchvision("keypointrcnn_resnet50_fpn", sd, **kw).modules()
+    plain = tvd.keypointrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=2, num_keypoints=3)
+    sd = plain.state_dict()
+    freeze_batchnorms(plain.backbone.body)
+    frozen_sd = plain.state_dict()
+    assert any(k.endswith("num_batches_tracked") for k in sd) and not any(k.endswith("num_batches_tracked") for k in frozen_sd)
+    for state, kw, expected in ((frozen_sd, {}, 0.0), (sd, {}, 1e-5), (sd, {"frozen_bn_eps": 1e-3}, 1e-3)):
+        frozen = [m for m in from_torchvision("keypointrcnn_resnet50_fpn", state, **kw).modules()
                   if isinstance(m, OurFrozenBN)]
         assert len(frozen) == 53 and all(m.eps == expected for m in frozen)  # ResNet-50: 53 norms
     with pytest.raises(ConfigError, match="frozen_bn_eps"):

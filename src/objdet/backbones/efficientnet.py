@@ -6,23 +6,33 @@ import timm
 import torch
 from torch import nn
 
-from objdet.errors import ConfigError
+from objdet.errors import CheckpointError, ConfigError
 
 
 class EfficientNetBackbone(nn.Module):
     """A timm EfficientNet cut at strides 8, 16, 32; returns {"C3", "C4", "C5"} as the backbone contract asks."""
 
-    def __init__(self, name: str = "efficientnet_b0", pretrained: bool = False, drop_path_rate: float = 0.0) -> None:
+    def __init__(self, name: str = "efficientnet_b0", drop_path_rate: float = 0.0) -> None:
         super().__init__()
         if "efficientnet" not in name:
             raise ConfigError(f"not an EfficientNet trunk: {name!r}")
         try:
             self.body = timm.create_model(name, features_only=True, out_indices=(2, 3, 4),
-                                          pretrained=pretrained, drop_path_rate=drop_path_rate)
+                                          pretrained=False, drop_path_rate=drop_path_rate)
         except RuntimeError as err:  # timm's "Unknown model" error
             raise ConfigError(f"unknown EfficientNet trunk {name!r}: {err}") from None
+        self.name = name
         channels = self.body.feature_info.channels()
         self.out_channels = {f"C{level}": c for level, c in zip((3, 4, 5), channels)}
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         return dict(zip(self.out_channels, self.body(x)))
+
+    def imagenet_state(self) -> dict[str, torch.Tensor]:
+        """The trunk's ImageNet weights through timm's own mechanism (its pretrained tag and Hugging Face cache)."""
+        try:
+            pretrained = timm.create_model(self.name, features_only=True, out_indices=(2, 3, 4), pretrained=True)
+        except Exception as err:  # timm raises hub, HTTP and OS errors alike when it cannot fetch
+            raise CheckpointError(f"timm cannot load ImageNet weights for {self.name} ({type(err).__name__}: {err}); "
+                                  "on a machine without network, give the downloaded file as a path") from None
+        return pretrained.state_dict()

@@ -24,13 +24,17 @@ DEPTHS = {18: tv_resnet.resnet18, 34: tv_resnet.resnet34, 50: tv_resnet.resnet50
 _STAGES_FROM_TOP = ("layer4", "layer3", "layer2", "layer1", "conv1")
 
 
-def load_imagenet_weights(body: nn.Module, path: str | Path) -> None:
-    """Load a torchvision-style ImageNet ResNet state dict from ``path`` into ``body`` (fc ignored).
+def imagenet_state(source: str | Path, depth: int) -> dict[str, Tensor]:
+    """torchvision's ImageNet weights of ResNet-`depth` without the classifier: `"imagenet"` is the published file
+    (IMAGENET1K_V1, through torch.hub's cache), anything else a local file."""
+    from torchvision.models import get_model_weights
 
-    Raises CheckpointError naming the file and the offending key when the file is missing,
-    unreadable, not weights-only, or does not fit the trunk.
-    """
-    path = Path(path)
+    from objdet.hub import fetch
+
+    if source == "imagenet":
+        url = get_model_weights(f"resnet{depth}")["IMAGENET1K_V1"].url
+        source = fetch(url, f"torchvision's ImageNet ResNet-{depth} weights")
+    path = Path(source)
     if not path.is_file():
         raise CheckpointError("file not found", path=path)
     try:
@@ -42,20 +46,38 @@ def load_imagenet_weights(body: nn.Module, path: str | Path) -> None:
             state = state[wrapper]
     if not isinstance(state, Mapping) or not all(isinstance(v, Tensor) for v in state.values()):
         raise CheckpointError("not a state dict of tensors", path=path)
-    state = {k: v for k, v in state.items() if not k.startswith("fc.")}
-    own = body.state_dict()
+    return {k: v for k, v in state.items() if not k.startswith("fc.")}
+
+
+def check_fits(module: nn.Module, state: Mapping[str, Tensor], origin: object) -> dict[str, Tensor]:
+    """`state` ready to load into `module` if it fits exactly (num_batches_tracked aside); otherwise a
+    CheckpointError naming the first offending key."""
+    own = module.state_dict()
     for key, value in state.items():
         if key in own and own[key].shape != value.shape:
-            raise CheckpointError(f"shape {tuple(value.shape)} does not fit the trunk's "
-                                  f"{tuple(own[key].shape)}", path=path, record=key)
-    result = body.load_state_dict(state, strict=False)
-    missing = [k for k in result.missing_keys if not k.endswith("num_batches_tracked")]
-    problems = ([f"missing {k}" for k in missing]
-                + [f"unexpected {k}" for k in result.unexpected_keys])
+            raise CheckpointError(f"shape {tuple(value.shape)} does not fit the trunk's {tuple(own[key].shape)}",
+                                  path=origin, record=key)
+    state = {k: v for k, v in state.items() if k in own or not k.endswith("num_batches_tracked")}
+    missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
+    unexpected = [k for k in state if k not in own]
+    problems = [f"missing {k}" for k in missing] + [f"unexpected {k}" for k in unexpected]
     if problems:
-        raise CheckpointError("does not fit the trunk: " + ", ".join(problems[:5])
-                              + (" ..." if len(problems) > 5 else ""), path=path,
-                              record=(missing + result.unexpected_keys)[0])
+        raise CheckpointError("does not fit the trunk: " + ", ".join(problems[:5]) + (" ..." if len(problems) > 5 else ""),
+                              path=origin, record=(missing + unexpected)[0])
+    return state
+
+
+def load_checked(module: nn.Module, state: Mapping[str, Tensor], origin: object) -> None:
+    """Load `state` into `module` only if it fits exactly (`check_fits`); nothing is loaded otherwise."""
+    module.load_state_dict(check_fits(module, state, origin), strict=False)
+
+
+def load_imagenet_weights(body: nn.Module, source: str | Path, depth: int = 50) -> None:
+    """Load ImageNet weights (`"imagenet"` or a local torchvision-style file) into a ResNet body; stages the body
+    does not have (res5 of the C4 trunk) are left out. Raises CheckpointError naming the file and the key."""
+    state = imagenet_state(source, depth)
+    stages = {name for name, _ in body.named_children()}
+    load_checked(body, {k: v for k, v in state.items() if k.split(".")[0] in stages}, source)
 
 
 def resnet_body(depth: int, norm: str, frozen_bn_eps: float = 1e-5, weights: str | Path | None = None) -> nn.Module:
@@ -67,7 +89,7 @@ def resnet_body(depth: int, norm: str, frozen_bn_eps: float = 1e-5, weights: str
     body = DEPTHS[depth](weights=None, norm_layer=partial(make_norm, norm, eps=eps))
     del body.fc, body.avgpool
     if weights is not None:
-        load_imagenet_weights(body, weights)
+        load_imagenet_weights(body, weights, depth)
     return body
 
 

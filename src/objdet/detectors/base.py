@@ -49,6 +49,25 @@ class DetectorConfig:
         raise NotImplementedError
 
 
+@dataclass(frozen=True)
+class ClassRows:
+    """How a class-specific tensor holds its classes along dim 0: `anchors` groups, each of `background` (a
+    background channel first) + K class channels, each of `per_class` rows. A detector lists its class-specific
+    tensors with their ClassRows (None: specific to the class or keypoint set but not row-wise, such as the
+    keypoint head's deconv) so fine-tuning can keep the rows of classes it knows."""
+
+    anchors: int = 1
+    per_class: int = 1
+    background: bool = False
+
+    def rows(self, label: int, num_classes: int) -> list[int]:
+        """Row indices of class `label` (1..K; 0 is the background channel) in a tensor for `num_classes` classes."""
+        channels = num_classes + int(self.background)
+        channel = label if self.background else label - 1
+        block = channels * self.per_class
+        return [a * block + channel * self.per_class + j for a in range(self.anchors) for j in range(self.per_class)]
+
+
 def make_config(cls: type[DetectorConfig], fields: dict[str, Any]) -> Any:
     """`cls(**fields)`, naming unknown fields; lists become tuples where the field holds a tuple (configs read
     back from JSON or a checkpoint)."""

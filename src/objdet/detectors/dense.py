@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from objdet.anchors import AnchorGenerator
 from objdet.boxes import BoxCoder, box_iou, clip_boxes, full_precision
-from objdet.detectors.base import check_targets
+from objdet.detectors.base import ClassRows, check_targets
 from objdet.errors import ConfigError
 from objdet.losses import giou_loss, huber_loss, sigmoid_focal_loss, smooth_l1_loss
 from objdet.matching import Matcher
@@ -192,6 +192,13 @@ class DenseDetector(nn.Module):
         dict's keys, so save checkpoints before calling it."""
         fold_frozen_batchnorms(self)
         return self.eval()
+
+    def class_rows(self) -> dict[str, ClassRows | None]:
+        """The class head's output tensors (state-dict names) and how they hold the classes: per anchor, a
+        background channel (torchvision's layout) when `label_offset` is 0, then the K classes."""
+        layout = ClassRows(anchors=self.anchor_generator.num_anchors_per_location()[0],
+                           background=self.postprocess.label_offset == 0)
+        return {f"class_head.{name}": layout for name in self.class_head.output_params}
 
     def anchors(self, image_size: tuple[int, int], shapes: list[tuple[int, int]], device: torch.device) -> Tensor:
         """Anchors of a padded batch, remembered for the last batch size seen (fixed in letterbox mode)."""

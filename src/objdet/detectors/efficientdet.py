@@ -23,7 +23,6 @@ class EfficientDetConfig(DetectorConfig):
     """Everything that tells one EfficientDet from another; defaults are D0 with TF "same" padding."""
 
     backbone: str = "tf_efficientnet_b0"
-    pretrained_backbone: bool = False
     drop_path_rate: float = 0.2
     image_size: int = 512
     fpn_channels: int = 64
@@ -67,7 +66,7 @@ def build_efficientdet(cfg: EfficientDetConfig) -> DenseDetector:
     if cfg.graph not in GRAPHS:
         raise ConfigError(f"unknown BiFPN graph {cfg.graph!r}; known: {', '.join(GRAPHS)}")
     levels = range(cfg.min_level, cfg.max_level + 1)
-    backbone = EfficientNetBackbone(cfg.backbone, cfg.pretrained_backbone, cfg.drop_path_rate)
+    backbone = EfficientNetBackbone(cfg.backbone, drop_path_rate=cfg.drop_path_rate)
     graph = with_fusion(GRAPHS[cfg.graph](cfg.min_level, cfg.max_level), cfg.fusion)
     neck = BiFPN(backbone.out_channels, cfg.fpn_channels, cfg.fpn_layers, graph, cfg.min_level, cfg.max_level,
                  cfg.act, cfg.same_padding, cfg.conv_bias)

@@ -26,7 +26,6 @@ class RetinaNetConfig(DetectorConfig):
     backbone_norm: str = "FrozenBN"
     frozen_bn_eps: float = 1e-5       # torchvision's released v1 weights run with 0
     trainable_layers: int = 3
-    backbone_weights: str | None = None  # a local torchvision ImageNet .pth
     extra: str = "p6p7"              # "p6p7": P6 from C5 (the seed); "p6p7_p5": from P5 (torchvision v1)
     fpn_channels: int = 256
     head_depth: int = 4
@@ -63,8 +62,7 @@ def build_retinanet(cfg: RetinaNetConfig) -> DenseDetector:
     if cfg.extra not in ("p6p7", "p6p7_p5"):
         raise ConfigError(f"RetinaNet needs P6/P7: extra must be 'p6p7' or 'p6p7_p5', got {cfg.extra!r}")
     levels = range(3, 8)
-    backbone = ResNetBackbone(cfg.depth, cfg.backbone_norm, cfg.trainable_layers, cfg.backbone_weights,
-                              cfg.frozen_bn_eps)
+    backbone = ResNetBackbone(cfg.depth, cfg.backbone_norm, cfg.trainable_layers, frozen_bn_eps=cfg.frozen_bn_eps)
     neck = FPN({k: backbone.out_channels[k] for k in ("C3", "C4", "C5")}, cfg.fpn_channels, cfg.extra)
     num_anchors = cfg.scales_per_octave * len(cfg.aspect_ratios)
     label_offset = 0 if cfg.background_channel else 1
@@ -87,5 +85,7 @@ def build_retinanet(cfg: RetinaNetConfig) -> DenseDetector:
     )
 
 
+# Zoo defaults of torchvision's retinanet_resnet50_fpn_v2: P6 from C5, GroupNorm subnets, GIoU box loss, BN trunk.
+V2: dict[str, Any] = dict(extra="p6p7", head_norm="GN", box_loss="giou", backbone_norm="BN")
 # Zoo defaults of the CPU-friendly variant: ResNet-18 trunk, 128-channel FPN and subnets, smaller images.
 SMALL: dict[str, Any] = dict(depth=18, fpn_channels=128, min_size=512, max_size=853)

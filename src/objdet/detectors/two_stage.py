@@ -9,7 +9,7 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor, nn
 
-from objdet.detectors.base import check_targets
+from objdet.detectors.base import ClassRows, check_targets
 from objdet.errors import ConfigError
 from objdet.heads.box_head import RoIBoxStage
 from objdet.heads.roi_stage import RoIStage
@@ -56,6 +56,18 @@ class TwoStageDetector(nn.Module):
         fold_frozen_batchnorms(self)
         self.channels_last = True
         return self.to(memory_format=torch.channels_last).eval()
+
+    def class_rows(self) -> dict[str, ClassRows | None]:
+        """The class-specific tensors (state-dict names) and how they hold their classes: the box predictor's
+        K+1 scores and 4(K+1) deltas, the mask logits, and the keypoint deconv (specific to the keypoint set)."""
+        modules = {"box_stage.predictor.cls_score": 1, "box_stage.predictor.bbox_pred": 4}
+        if self.mask_stage is not None:
+            modules["mask_stage.head.logits"] = self.mask_stage.head.rows_per_class
+        rows: dict[str, ClassRows | None] = {f"{m}.{p}": ClassRows(per_class=n, background=True)
+                                             for m, n in modules.items() for p in ("weight", "bias")}
+        if self.keypoint_stage is not None:
+            rows.update({"keypoint_stage.head.deconv.weight": None, "keypoint_stage.head.deconv.bias": None})
+        return rows
 
     def features(self, x: Tensor) -> dict[str, Tensor]:
         """Backbone (and neck) feature maps by level name."""

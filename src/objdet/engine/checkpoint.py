@@ -85,11 +85,19 @@ def _blocked_keys(state: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+# Config fields of format 1 that asked the constructor to load trunk weights; now a build-time argument
+# (`backbone_weights=`), since the checkpoint's own weights replace them anyway.
+_BUILD_TIME_FIELDS = ("backbone_weights", "pretrained_backbone")
+
+
 def upgrade(payload: dict[str, Any]) -> dict[str, Any]:
-    """A checkpoint payload in today's format: format-1 conv towers renamed, class names from the categories."""
+    """A checkpoint payload in today's format: format-1 conv towers renamed, trunk-weight fields dropped from the
+    config, class names from the categories."""
     if payload.get("format", 1) >= FORMAT:
         return payload
     payload = dict(payload)
+    if payload.get("config"):
+        payload["config"] = {k: v for k, v in payload["config"].items() if k not in _BUILD_TIME_FIELDS}
     payload["model"] = _blocked_keys(payload["model"])
     if payload.get("ema"):
         payload["ema"] = {**payload["ema"], "model": _blocked_keys(payload["ema"]["model"])}

@@ -27,6 +27,7 @@ class EffDetHead(nn.Module):
         )
         self.act = make_act(act)
         self.predict = SeparableConv2d(channels, num_outputs * num_anchors, bias=True, bn=False)
+        self.output_params = ("predict.pointwise.weight", "predict.pointwise.bias")  # dim 0: (anchor, output)
         self._init_weights(prior_prob)
 
     def _init_weights(self, prior_prob: float | None) -> None:

@@ -25,6 +25,7 @@ class FCNMaskHead(nn.Module):
         self.convs = conv_stack(in_channels, channels, num_convs, norm)
         self.deconv = nn.ConvTranspose2d(channels if num_convs else in_channels, channels, 2, stride=2)
         self.logits = nn.Conv2d(channels, num_classes + 1, 1)
+        self.rows_per_class = 1  # rows of `logits` per class (fine-tuning keeps known classes' rows)
         for m in self.modules():
             if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -44,6 +45,7 @@ class MLPMaskHead(nn.Module):
         self.fc2 = nn.Linear(hidden, hidden)
         self.logits = nn.Linear(hidden, (num_classes + 1) * out_size * out_size)
         self.out_size = out_size
+        self.rows_per_class = out_size * out_size  # rows of `logits` per class
 
     def forward(self, x: Tensor) -> Tensor:
         x = F.relu(self.fc2(F.relu(self.fc1(x.flatten(1)))))

@@ -23,6 +23,7 @@ class RetinaSubnet(nn.Module):
         super().__init__()
         self.convs = conv_stack(in_channels, in_channels, depth, norm)
         self.predict = nn.Conv2d(in_channels, num_anchors * num_outputs, 3, padding=1)
+        self.output_params = ("predict.weight", "predict.bias")  # dim 0: (anchor, output) channels
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.normal_(m.weight, std=0.01)

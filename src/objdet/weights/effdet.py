@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 
@@ -73,7 +73,7 @@ def _head_key(key: str) -> str:
     raise CheckpointError(f"unexpected effdet key {key!r}")
 
 
-def convert_effdet_state_dict(state_dict: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
+def convert_effdet_state_dict(state_dict: Mapping[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
     """effdet's EfficientDet state dict renamed for `model`; box outputs reordered from (y, x, h, w) to (x, y, w, h)."""
     graph_inputs = [cell.inputs for cell in model.neck.layers[0].cells]
     out = {}
@@ -96,21 +96,46 @@ def convert_effdet_state_dict(state_dict: dict[str, torch.Tensor], model: nn.Mod
     return out
 
 
-def from_effdet(name: str, state_dict: dict[str, torch.Tensor], **overrides: Any) -> nn.Module:
-    """objdet's EfficientDet with the weights of effdet's model `name`; eval-mode detections equal effdet's."""
-    fields = effdet_config(name)
+EFFDET_MODELS = tuple(f"tf_efficientdet_d{phi}" for phi in range(8)) + ("efficientdet_d0", "efficientdet_d1")
+
+
+def _class_bias(state_dict: Mapping[str, torch.Tensor]) -> torch.Tensor:
     bias = state_dict.get("class_net.predict.conv_pw.bias", state_dict.get("model.class_net.predict.conv_pw.bias"))
     if bias is None:
-        raise CheckpointError(f"not an effdet {name} state dict: no class_net.predict.conv_pw.bias")
-    num_anchors = fields.get("num_scales", 3) * 3
-    fields["num_classes"] = bias.numel() // num_anchors
-    fields.update(overrides)
-    model = zoo.build(effdet_zoo_name(name), **fields)
-    converted = convert_effdet_state_dict(state_dict, model)
-    result = model.load_state_dict(converted, strict=False)
-    if result.missing_keys or result.unexpected_keys:
-        raise CheckpointError(
-            f"effdet {name} checkpoint does not fit: missing {result.missing_keys[:5]}, "
-            f"unexpected {result.unexpected_keys[:5]}"
-        )
-    return model
+        raise CheckpointError("not an effdet state dict: no class_net.predict.conv_pw.bias")
+    return bias
+
+
+def num_classes_of(state_dict: Mapping[str, torch.Tensor], fields: Mapping[str, Any]) -> int:
+    """The class count of an effdet state dict (its class logits per anchor)."""
+    anchors = fields.get("num_scales", 3) * len(fields.get("aspect_ratios", (None,) * 3))
+    return _class_bias(state_dict).numel() // anchors
+
+
+def effdet_name_of(state_dict: Mapping[str, torch.Tensor], origin: str) -> str:
+    """The effdet model a state dict belongs to, from its head width, BiFPN depth and whether its separable convs
+    carry the TF checkpoints' bias."""
+    keys = [k.removeprefix("model.") for k in state_dict]
+    weight = next((v for k, v in state_dict.items() if k.endswith("class_net.predict.conv_pw.weight")), None)
+    if weight is None:
+        raise CheckpointError("not an effdet state dict: no class_net.predict.conv_pw.weight", path=origin)
+    width = int(weight.shape[1])
+    layers = len({k.split(".")[2] for k in keys if k.startswith("fpn.cell.")})
+    bias = any(k.endswith("after_combine.conv.conv_pw.bias") for k in keys)
+    for name in EFFDET_MODELS:
+        cfg = zoo.config(effdet_zoo_name(name), **effdet_config(name))
+        if (cfg.fpn_channels, cfg.fpn_layers, cfg.conv_bias) == (width, layers, bias):
+            return name
+    raise CheckpointError(f"an effdet state dict of no known model ({width} channels, {layers} BiFPN layers)",
+                          path=origin)
+
+
+def from_effdet(name: str, state_dict: Mapping[str, torch.Tensor], **overrides: Any) -> nn.Module:
+    """objdet's EfficientDet with the weights of effdet's model `name`; eval-mode detections equal effdet's.
+    `classes=[...]` or `num_classes=K` give it a new class set (see `objdet.build(..., weights=...)`)."""
+    from objdet.weights.pretrained import build_pretrained
+    from objdet.weights.sources import effdet_source
+
+    same_classes = "classes" not in overrides and "num_classes" not in overrides
+    return build_pretrained(effdet_zoo_name(name), effdet_source(state_dict, f"effdet {name} state dict", name),
+                            strict=same_classes, **overrides)

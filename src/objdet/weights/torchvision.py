@@ -1,9 +1,11 @@
-"""Load torchvision detection checkpoints into objdet models: a table `arch -> converter`, each
-building the matching zoo model and renaming the state-dict keys onto it."""
+"""torchvision detection weights in objdet: `ARCHS` names, for each torchvision architecture, the zoo model it
+is, the config fields its weights imply and how its state-dict keys map onto objdet's; `from_torchvision` is
+the one-call conversion (same detections as torchvision)."""
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 from torch import Tensor, nn
@@ -84,39 +86,6 @@ def load_into(model: nn.Module, state_dict: Mapping[str, Tensor], arch: str) -> 
     return model
 
 
-def _num_classes(state_dict: Mapping[str, Tensor], arch: str) -> int:
-    key = "roi_heads.box_predictor.cls_score.weight"
-    if key not in state_dict:
-        raise CheckpointError(f"not a torchvision R-CNN checkpoint: no {key!r}", record=arch)
-    return int(state_dict[key].shape[0]) - 1
-
-
-def _rcnn_converter(zoo_name: str) -> Callable[..., nn.Module]:
-    def convert(state_dict: Mapping[str, Tensor], **overrides: Any) -> nn.Module:
-        from objdet import zoo
-
-        overrides.setdefault("num_classes", _num_classes(state_dict, zoo_name))
-        if "roi_heads.keypoint_predictor.kps_score_lowres.weight" in state_dict:
-            overrides.setdefault("num_keypoints", int(state_dict["roi_heads.keypoint_predictor.kps_score_lowres.weight"].shape[1]))
-        model = zoo.build(zoo_name, **overrides)
-        return load_into(model, rcnn_state_dict(state_dict), zoo_name)
-
-    return convert
-
-
-# torchvision architecture name -> (objdet zoo name, converter)
-CONVERTERS: dict[str, tuple[str, Callable[..., nn.Module]]] = {
-    "fasterrcnn_resnet50_fpn": ("faster_rcnn_r50_fpn", _rcnn_converter("faster_rcnn_r50_fpn")),
-    "fasterrcnn_resnet50_fpn_v2": ("faster_rcnn_r50_fpn_v2", _rcnn_converter("faster_rcnn_r50_fpn_v2")),
-    "maskrcnn_resnet50_fpn": ("mask_rcnn_r50_fpn", _rcnn_converter("mask_rcnn_r50_fpn")),
-    "maskrcnn_resnet50_fpn_v2": ("mask_rcnn_r50_fpn_v2", _rcnn_converter("mask_rcnn_r50_fpn_v2")),
-    "keypointrcnn_resnet50_fpn": ("keypoint_rcnn_r50_fpn", _rcnn_converter("keypoint_rcnn_r50_fpn")),
-    # --- one-stage converters (retinanet) ---
-    "retinanet_resnet50_fpn": ("retinanet_r50_fpn", lambda sd, **kw: _retinanet_converter(sd, v2=False, **kw)),
-    "retinanet_resnet50_fpn_v2": ("retinanet_r50_fpn", lambda sd, **kw: _retinanet_converter(sd, v2=True, **kw)),
-}
-
-
 _RETINA_RULES: list[Rule] = [
     # before torchvision 0.13 the subnet convs were bare (conv.0, conv.2, ... between ReLUs)
     (r"head\.(classification|regression)_head\.conv\.(\d+)\.(weight|bias)$",
@@ -129,54 +98,110 @@ _RETINA_RULES: list[Rule] = [
 _RETINA_HEAD = {"classification": "class_head", "regression": "box_head"}
 
 
-def _retinanet_converter(state_dict: Mapping[str, Tensor], v2: bool, **overrides: Any) -> nn.Module:
-    """torchvision's RetinaNet (v1: P6 from P5, L1 box loss; v2: P6 from C5, GroupNorm subnets, GIoU loss)."""
-    from objdet import zoo
-
-    key = "head.classification_head.cls_logits.weight"
-    if key not in state_dict:
-        raise CheckpointError(f"not a torchvision RetinaNet checkpoint: no {key!r}", record="retinanet")
-    num_anchors = state_dict["head.regression_head.bbox_reg.weight"].shape[0] // 4
-    # torchvision's class channel 0 is background: keep it, never output it
-    overrides.setdefault("num_classes", int(state_dict[key].shape[0]) // num_anchors - 1)
-    overrides.update(background_channel=True)
-    if v2:
-        overrides.update(extra="p6p7", head_norm="GN", box_loss="giou", backbone_norm="BN")
-    else:
-        overrides.update(extra="p6p7_p5", box_loss="l1")
-    model = zoo.build("retinanet_r50_fpn", **overrides)
-    return load_into(model, retinanet_state_dict(state_dict), "retinanet_r50_fpn")
-
-
 def retinanet_state_dict(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
     """A torchvision RetinaNet state dict (ResNet-FPN) under objdet's names: trunk as it is, FPN and subnets
     renamed. The objdet model must keep torchvision's background channel (``background_channel=True``)."""
     return rename(_fpn_renamed(state_dict), _RETINA_RULES)
 
 
+@dataclass(frozen=True)
+class TorchvisionArch:
+    """One torchvision detector: its objdet zoo model, the key renaming, and the config fields its weights imply."""
+
+    zoo: str
+    rename: Callable[[Mapping[str, Tensor]], dict[str, Tensor]]
+    fields: Mapping[str, Any]
+
+
+_RETINA_V1 = {"extra": "p6p7_p5", "box_loss": "l1", "background_channel": True}  # P6 from P5, L1 box loss
+ARCHS: dict[str, TorchvisionArch] = {
+    "fasterrcnn_resnet50_fpn": TorchvisionArch("faster_rcnn_r50_fpn", rcnn_state_dict, {}),
+    "fasterrcnn_resnet50_fpn_v2": TorchvisionArch("faster_rcnn_r50_fpn_v2", rcnn_state_dict, {}),
+    "maskrcnn_resnet50_fpn": TorchvisionArch("mask_rcnn_r50_fpn", rcnn_state_dict, {}),
+    "maskrcnn_resnet50_fpn_v2": TorchvisionArch("mask_rcnn_r50_fpn_v2", rcnn_state_dict, {}),
+    "keypointrcnn_resnet50_fpn": TorchvisionArch("keypoint_rcnn_r50_fpn", rcnn_state_dict, {}),
+    "retinanet_resnet50_fpn": TorchvisionArch("retinanet_r50_fpn", retinanet_state_dict, _RETINA_V1),
+    "retinanet_resnet50_fpn_v2": TorchvisionArch("retinanet_r50_fpn_v2", retinanet_state_dict,
+                                                 {"background_channel": True}),
+}
 # torchvision runs its released COCO v1 weights of these with FrozenBatchNorm2d eps 0 (`overwrite_eps`)
 _ZERO_EPS_ARCHS = frozenset({"fasterrcnn_resnet50_fpn", "maskrcnn_resnet50_fpn", "keypointrcnn_resnet50_fpn",
                              "retinanet_resnet50_fpn"})
 
 
+def arch_of_zoo_name(name: str) -> str:
+    """The torchvision architecture whose weights objdet's zoo model `name` takes."""
+    for arch, spec in ARCHS.items():
+        if spec.zoo == name:
+            return arch
+    known = ", ".join(sorted(spec.zoo for spec in ARCHS.values()))
+    raise ConfigError(f"torchvision publishes no weights for {name!r}; it does for {known}")
+
+
+def detect_arch(state_dict: Mapping[str, Tensor]) -> str:
+    """The torchvision architecture a detection state dict belongs to, read from its keys."""
+    keys = set(state_dict)
+    if "head.classification_head.cls_logits.weight" in keys:
+        norm = any(re.fullmatch(r"head\.classification_head\.conv\.\d+\.1\.weight", k) for k in keys)
+        return "retinanet_resnet50_fpn_v2" if norm else "retinanet_resnet50_fpn"
+    if "roi_heads.box_predictor.cls_score.weight" not in keys:
+        raise CheckpointError("not a torchvision detection state dict: no box predictor or RetinaNet head")
+    if "roi_heads.keypoint_predictor.kps_score_lowres.weight" in keys:
+        return "keypointrcnn_resnet50_fpn"
+    v2 = "_v2" if "roi_heads.box_head.0.0.weight" in keys else ""
+    kind = "maskrcnn" if "roi_heads.mask_predictor.mask_fcn_logits.weight" in keys else "fasterrcnn"
+    return f"{kind}_resnet50_fpn{v2}"
+
+
+def num_classes_of(state_dict: Mapping[str, Tensor], arch: str) -> int:
+    """objdet's class count (background not counted) of a torchvision state dict of `arch`."""
+    retina = ARCHS[arch].rename is retinanet_state_dict
+    needed = (["head.regression_head.bbox_reg.weight", "head.classification_head.cls_logits.weight"] if retina
+              else ["roi_heads.box_predictor.cls_score.weight"])
+    absent = [k for k in needed if k not in state_dict]
+    if absent:
+        kind = "RetinaNet" if retina else "R-CNN"
+        raise CheckpointError(f"not a torchvision {kind} state dict ({arch}): no {absent[0]!r}", record=arch)
+    if retina:
+        anchors = state_dict[needed[0]].shape[0] // 4
+        return int(state_dict[needed[1]].shape[0]) // anchors - 1
+    return int(state_dict[needed[0]].shape[0]) - 1
+
+
+def implied_fields(arch: str, state_dict: Mapping[str, Tensor], frozen_bn_eps: float | None = None) -> dict[str, Any]:
+    """Config fields the weights of `arch` need: the architecture's own, the keypoint count, and the eps of the
+    frozen trunk norms. That eps is read from the state dict: a trunk saved with `num_batches_tracked` was plain
+    BatchNorm2d (eps 1e-5, what torchvision builds without detection weights); without, the frozen layout of the
+    released weights, which torchvision runs with eps 0 for the v1 models. An explicit `frozen_bn_eps` wins."""
+    if frozen_bn_eps is None:
+        trained_bn = any(k.startswith("backbone.body.") and k.endswith("num_batches_tracked") for k in state_dict)
+        frozen_bn_eps = 0.0 if arch in _ZERO_EPS_ARCHS and not trained_bn else 1e-5
+    if frozen_bn_eps < 0:
+        raise ConfigError(f"frozen_bn_eps must be >= 0, got {frozen_bn_eps}", record=arch)
+    fields = {**ARCHS[arch].fields, "frozen_bn_eps": frozen_bn_eps}
+    keypoints = state_dict.get("roi_heads.keypoint_predictor.kps_score_lowres.weight")
+    if keypoints is not None:
+        fields["num_keypoints"] = int(keypoints.shape[1])
+    return fields
+
+
 def from_torchvision(arch: str, state_dict: Mapping[str, Tensor], frozen_bn_eps: float | None = None,
                      **overrides: Any) -> nn.Module:
     """The objdet model equivalent to torchvision's `arch` with `state_dict` loaded; `overrides` change
-    config fields that do not touch the weights (min_size, score_thresh, ...).
+    config fields that do not touch the weights (min_size, score_thresh, ...) or, with `classes=[...]` or
+    `num_classes=K`, give it a new class set (see `objdet.build(..., weights=...)`).
 
-    `frozen_bn_eps` is the eps of the trunk's FrozenBatchNorm2d layers (a config field, so converted
-    checkpoints keep it): by default 0.0 for the four v1 archs, as torchvision runs their released COCO
-    weights, and 1e-5 otherwise. Pass 1e-5
-    for a v1 state dict of a model that was not built from those weights (e.g. a random-init one).
+    `frozen_bn_eps` is the eps of the trunk's FrozenBatchNorm2d layers (a config field, so checkpoints keep
+    it): by default read from the state dict (`implied_fields`).
     """
-    if arch not in CONVERTERS:
-        raise CheckpointError(f"no converter for torchvision architecture {arch!r}; known: {sorted(CONVERTERS)}")
+    from objdet.weights.pretrained import build_pretrained
+    from objdet.weights.sources import torchvision_source
+
+    if arch not in ARCHS:
+        raise CheckpointError(f"no converter for torchvision architecture {arch!r}; known: {sorted(ARCHS)}")
     if not isinstance(state_dict, Mapping):
         raise CheckpointError(f"expected a state dict (a mapping of names to tensors), got {type(state_dict).__name__}",
                               record=arch)
-    if frozen_bn_eps is None:
-        frozen_bn_eps = 0.0 if arch in _ZERO_EPS_ARCHS else 1e-5
-    if frozen_bn_eps < 0:
-        raise ConfigError(f"frozen_bn_eps must be >= 0, got {frozen_bn_eps}", record=arch)
-    # a config field, so a checkpoint written by `objdet convert` rebuilds with the same eps
-    return CONVERTERS[arch][1](state_dict, frozen_bn_eps=frozen_bn_eps, **overrides)
+    source = torchvision_source(state_dict, f"torchvision {arch} state dict", arch, frozen_bn_eps=frozen_bn_eps)
+    same_classes = "classes" not in overrides and "num_classes" not in overrides
+    return build_pretrained(ARCHS[arch].zoo, source, strict=same_classes, **overrides)
