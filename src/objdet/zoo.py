@@ -164,8 +164,15 @@ def _plain(value: Any) -> Any:
 
 
 def load(source: str | os.PathLike, map_location: str = "cpu") -> nn.Module:
-    """The model a checkpoint holds, rebuilt from its zoo name and config, in eval mode with its class names
-    (`model.class_names`); a training checkpoint's EMA weights when it kept an average."""
+    """The model a checkpoint or a self-describing weight source holds, in eval mode with its class names
+    (`model.class_names`): an objdet checkpoint is rebuilt from its zoo name and config (a training
+    checkpoint's EMA weights when it kept an average); a torchvision or effdet state-dict file becomes the zoo
+    model it fits, with the same outputs as in its library."""
     from objdet.engine.checkpoint import load_model
+    from objdet.weights.pretrained import build_pretrained
+    from objdet.weights.sources import read_source
 
-    return load_model(source, map_location)[0]
+    src = read_source(source)
+    if src.kind == "objdet":
+        return load_model(source, map_location)[0]
+    return build_pretrained(None, src, strict=True).to(map_location).eval()

@@ -9,7 +9,7 @@ from PIL import Image
 from torchvision.ops import masks_to_boxes
 
 from objdet.data.coco import CocoDataset, write_coco_dataset
-from objdet.data.shapes import (SPLITS, ShapesDataset, extremal_points, generate,
+from objdet.data.shapes import (CLASSES, SPLITS, ShapesDataset, extremal_points, generate,
                                 occlude)
 from objdet.errors import ConfigError
 
@@ -112,3 +112,16 @@ def test_draw_samples_writes_pngs(tmp_path):
 def test_bad_options_raise_config_error(kwargs):
     with pytest.raises(ConfigError):
         ShapesDataset(**kwargs)
+
+
+def test_a_class_subset_draws_only_those_shapes_with_their_own_labels():
+    full = ShapesDataset("train", length=6, seed=3)
+    every = ShapesDataset("train", length=6, seed=3, classes=list(CLASSES))
+    for i in range(6):  # naming all classes in order changes nothing
+        assert torch.equal(full[i][0], every[i][0]) and torch.equal(full[i][1]["labels"], every[i][1]["labels"])
+    sub = ShapesDataset("train", length=20, seed=3, classes=["star", "cross"])
+    assert [c["name"] for c in sub.categories] == ["star", "cross"] and sub.num_classes == 2
+    labels = torch.cat([sub[i][1]["labels"] for i in range(20)])
+    assert set(labels.tolist()) == {1, 2}
+    with pytest.raises(ConfigError):
+        ShapesDataset(classes=["hexagon"])

@@ -136,3 +136,14 @@ def test_imagenet_trunks_from_the_hub_cache(hub, tmp_path):
     torch.save(trunk, tmp_path / "r18.pth")
     with pytest.raises(CheckpointError, match=r"r18.pth: record layer1.0.conv1.weight"):
         objdet.build("retinanet_r50_fpn", backbone_weights=tmp_path / "r18.pth")
+
+
+def test_load_takes_any_self_describing_source(tmp_path, one_thread):
+    torch.manual_seed(0)
+    tv = tvd.retinanet_resnet50_fpn(weights=None, weights_backbone=None, num_classes=4, min_size=96, max_size=96)
+    torch.save(tv.state_dict(), tmp_path / "retina.pth")
+    model = objdet.load(tmp_path / "retina.pth")
+    assert model.arch == "retinanet_r50_fpn" and model.num_classes == 3 and not model.training
+    assert model.config.extra == "p6p7_p5" and model.config.background_channel
+    with pytest.raises(ConfigError, match="say which model"):
+        objdet.load("torchvision:COCO_V1")

@@ -12,6 +12,7 @@ reproducible in any order and the train/val/test splits differ.
 
 from __future__ import annotations
 
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -95,19 +96,20 @@ def occlude(masks: list[np.ndarray], min_visible: float, min_pixels: int = 4
     return out
 
 
-def generate(rng: np.random.Generator, size: int = 160, max_objects: int = 6,
-             min_visible: float = 0.3) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """One image [H, W, 3] float32 in 0..1 and its numpy target (boxes, labels, masks, keypoints)."""
+def generate(rng: np.random.Generator, size: int = 160, max_objects: int = 6, min_visible: float = 0.3,
+             classes: Sequence[str] = CLASSES) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """One image [H, W, 3] float32 in 0..1 and its numpy target (boxes, labels, masks, keypoints); objects are
+    drawn from `classes` (a subset of CLASSES; label k is classes[k - 1])."""
     h = w = size
     shapes = []
     large_used = False
     for _ in range(rng.integers(1, max_objects + 1)):
-        label = int(rng.integers(len(CLASSES)))
+        label = int(rng.integers(len(classes)))
         side = _side(rng, size, allow_large=not large_used)
         large_used |= side >= 120
         angle = rng.uniform(0, 2 * np.pi)
         rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
-        v = _outline(CLASSES[label], rng) @ rot.T
+        v = _outline(classes[label], rng) @ rot.T
         v = v * (side / (v.max(0) - v.min(0)).max())
         lo, hi = v.min(0), v.max(0)
         v = v + rng.uniform(-lo, [w, h] - hi)
@@ -147,20 +149,35 @@ def generate(rng: np.random.Generator, size: int = 160, max_objects: int = 6,
     return np.clip(image, 0.0, 1.0), target
 
 
-class ShapesDataset(DetectionDataset):
-    """The generated `shapes` data set: (image [3,H,W] in 0..1, target) with masks and keypoints."""
+def _categories(classes: Sequence[str]) -> list[dict]:
+    return [{"id": i + 1, "name": name, "supercategory": "shape", "keypoints": list(KEYPOINT_NAMES),
+             "skeleton": SKELETON} for i, name in enumerate(classes)]
 
-    categories = [{"id": i + 1, "name": name, "supercategory": "shape",
-                   "keypoints": list(KEYPOINT_NAMES), "skeleton": SKELETON}
-                  for i, name in enumerate(CLASSES)]
+
+class ShapesDataset(DetectionDataset):
+    """The generated `shapes` data set: (image [3,H,W] in 0..1, target) with masks and keypoints.
+
+    `classes` draws only some of the shapes (labels 1..K in that order): a source and a target with other
+    classes, for fine-tuning experiments."""
+
+    categories = _categories(CLASSES)
     label_to_category_id = {i + 1: i + 1 for i in range(len(CLASSES))}
     keypoint_names = list(KEYPOINT_NAMES)
 
     def __init__(self, split: str = "train", length: int | None = None, image_size: int = 160,
                  seed: int = 0, max_objects: int = 6, min_visible: float = 0.3,
-                 transforms: Transform
-                 | None = None):
+                 transforms: Transform | None = None, classes: Sequence[str] | None = None):
         from objdet.errors import ConfigError
+
+        if classes is not None:
+            unknown = [c for c in classes if c not in CLASSES]
+            if unknown or not classes:
+                raise ConfigError(f"shapes classes must be some of {list(CLASSES)}, got {list(classes)}")
+            self.classes = tuple(classes)
+            self.categories = _categories(self.classes)
+            self.label_to_category_id = {i + 1: i + 1 for i in range(len(self.classes))}
+        else:
+            self.classes = CLASSES
 
         if split not in SPLITS:
             raise ConfigError(f"unknown shapes split {split!r}; choose from {sorted(SPLITS)}")
@@ -174,7 +191,7 @@ class ShapesDataset(DetectionDataset):
     @property
     def num_classes(self) -> int:
         """Number of shape classes (labels run 1..num_classes)."""
-        return len(CLASSES)
+        return len(self.classes)
 
     def __len__(self) -> int:
         return self.length
@@ -189,7 +206,7 @@ class ShapesDataset(DetectionDataset):
         if not 0 <= i < self.length:
             raise IndexError(f"shapes {self.split} has {self.length} images, not index {i}")
         rng = np.random.default_rng([self.seed, SPLITS[self.split], i])
-        image, target = generate(rng, self.image_size, self.max_objects, self.min_visible)
+        image, target = generate(rng, self.image_size, self.max_objects, self.min_visible, self.classes)
         out = {k: torch.from_numpy(v) for k, v in target.items()}
         out["image_id"] = i + 1
         return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))), out
