@@ -1,0 +1,50 @@
+"""Instance masks in COCO's forms: polygons and RLE decoded to N x H x W uint8 masks, masks encoded back.
+
+Every reader keeps an object's segmentation in COCO form (a list of flat [x1, y1, x2, y2, ...] polygons
+in pixels, or an RLE dict) and decodes it only when a target is asked for, with pycocotools.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+from pycocotools import mask as mask_utils
+
+
+def decode_segmentation(segm: list | dict, height: int, width: int) -> np.ndarray:
+    """A COCO segmentation (polygons, RLE or compressed RLE) as an H x W uint8 mask."""
+    if isinstance(segm, list):
+        rle = mask_utils.merge(mask_utils.frPyObjects(segm, height, width))
+    elif isinstance(segm["counts"], list):
+        rle = mask_utils.frPyObjects(segm, height, width)
+    else:
+        rle = segm
+    return mask_utils.decode(rle)
+
+
+def encode_mask(mask: np.ndarray) -> dict:
+    """An H x W binary mask as a json-ready compressed RLE."""
+    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    rle["counts"] = rle["counts"].decode("ascii")
+    return rle
+
+
+def instance_masks(segmentations: Sequence[list | dict | None], boxes: Sequence[Sequence[float]], height: int,
+                   width: int) -> np.ndarray:
+    """N x H x W uint8 masks: each segmentation decoded, or its box filled where it has none (an object
+    drawn as a box in a data set whose other objects have masks)."""
+    masks = np.zeros((len(boxes), height, width), dtype=np.uint8)
+    for k, (segm, (x1, y1, x2, y2)) in enumerate(zip(segmentations, boxes)):
+        if segm is not None:
+            masks[k] = decode_segmentation(segm, height, width)
+        else:
+            masks[k, int(y1):int(np.ceil(y2)), int(x1):int(np.ceil(x2))] = 1
+    return masks
+
+
+def polygons_box(polygons: Sequence[Sequence[float]]) -> tuple[float, float, float, float]:
+    """The xyxy extent of flat [x1, y1, x2, y2, ...] polygons."""
+    xs = [v for poly in polygons for v in poly[0::2]]
+    ys = [v for poly in polygons for v in poly[1::2]]
+    return min(xs), min(ys), max(xs), max(ys)
