@@ -24,14 +24,17 @@ from typing import Iterable, Iterator, Sequence
 from objdet.data.validate import CLIP_TOLERANCE, DataWarning, check_box
 from objdet.errors import AnnotationError, ObjdetError
 
-# kind -> how one warning line says it, given a count
+# kind -> how one warning line says it: (one, several)
 KINDS = {
-    "size": "image sizes read from the image header (zero or missing in the annotation)",
-    "file": "image files found under another extension or letter case",
-    "clipped": "boxes clipped to the image",
-    "empty": "empty or degenerate boxes dropped",
-    "class": "class names merged that differ only in case or spaces",
-    "shape": "shapes of a kind objdet does not read skipped",
+    "size": ("image size was zero or missing and is read from the image header",
+             "image sizes were zero or missing and are read from the image headers"),
+    "file": ("image file found under another extension or letter case",
+             "image files found under another extension or letter case"),
+    "clipped": ("box clipped to the image", "boxes clipped to the image"),
+    "empty": ("box with zero width or height dropped", "boxes with zero width or height dropped"),
+    "class": ("class name merged with one differing only in case or spaces",
+              "class names merged with ones differing only in case or spaces"),
+    "shape": ("shape of a kind objdet does not read skipped", "shapes of a kind objdet does not read skipped"),
 }
 EXAMPLES = 3  # records named per kind in the warning line
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".jfif", ".jpe", ".ppm",
@@ -103,12 +106,13 @@ class Repairs:
             by_kind[n.kind].append(n)
         parts = []
         for kind, notes in by_kind.items():
-            where = ", ".join(f"{Path(n.path).name} {n.record}" for n in notes[:EXAMPLES])
-            more = ", ..." if len(notes) > EXAMPLES else ""
-            text = f"{len(notes)} {KINDS[kind]} ({where}{more})"
+            said = KINDS[kind][len(notes) > 1]
             if kind == "class":
-                text = f"{len(notes)} {KINDS[kind]}: " + "; ".join(n.detail for n in notes)
-            parts.append(text)
+                parts.append(f"{len(notes)} {said}: " + ", ".join(n.detail for n in notes))
+                continue
+            where = ", ".join(("" if n.path == self.source else f"{Path(n.path).name} ") + f"record {n.record}"
+                              for n in notes[:EXAMPLES])
+            parts.append(f"{len(notes)} {said} ({where}{', ...' if len(notes) > EXAMPLES else ''})")
         warnings.warn(f"{self.source}: {'; '.join(parts)}", DataWarning, stacklevel=3)
 
 
