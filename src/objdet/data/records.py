@@ -55,10 +55,11 @@ class RecordDataset(DetectionDataset):
         self.has_masks = False
 
     # -- building records ------------------------------------------------------------------------
-    def image_record(self, file: Path, file_name: str, width: object, height: object, *, path: object,
-                     record: str) -> dict:
+    def image_record(self, file: Path, file_name: str, width: object = None, height: object = None, *,
+                     path: object, record: str, sized: bool = True) -> dict:
         """An image record whose file is found (other extension or case repaired) and whose zero or missing
-        size is read from the image header (repaired); a bad size or a size over `max_pixels` is refused."""
+        size is read from the image header (repaired; `sized=False`: the format holds no sizes, so reading
+        them is no repair); a bad size or a size over `max_pixels` is refused."""
         file = self.finder.find(file, self.repairs, path=path, record=record)
         w, h = positive_size(width), positive_size(height)
         if w == -1 or h == -1:
@@ -66,8 +67,9 @@ class RecordDataset(DetectionDataset):
                                   record=record)
         if w is None or h is None:
             w, h = image_size(file)
-            self.repairs.note("size", f"image size {width!r} x {height!r} read from the image header: {w}x{h}",
-                              path=path, record=record)
+            if sized:
+                self.repairs.note("size", f"image size {width!r} x {height!r} read from the image header: {w}x{h}",
+                                  path=path, record=record)
         if w * h > self.max_pixels:
             raise AnnotationError(f"image size {w}x{h} is more than {self.max_pixels} pixels (decompression-bomb "
                                   "guard; raise max_pixels)", path=path, record=record)
