@@ -295,7 +295,7 @@ class CocoDataset(DetectionDataset):
         return image, self.target(i)
 
 
-def _annotation_records(target: Mapping[str, Any], image_id: int, label_to_category_id:
+def annotation_records(target: Mapping[str, Any], image_id: int, label_to_category_id:
                         Mapping[int, int], first_id: int) -> list[dict]:
     """COCO ground-truth annotations for one image's target."""
     boxes = torch.as_tensor(target["boxes"], dtype=torch.float64).reshape(-1, 4)
@@ -340,7 +340,7 @@ def dataset_to_coco(dataset: Any) -> dict:
     for i in range(len(dataset)):
         info = dataset.image_info(i)
         images.append({k: info[k] for k in ("id", "file_name", "width", "height")})
-        anns += _annotation_records(dataset.target(i), info["id"], dataset.label_to_category_id,
+        anns += annotation_records(dataset.target(i), info["id"], dataset.label_to_category_id,
                                     len(anns) + 1)
     return {"images": images, "annotations": anns, "categories": list(dataset.categories)}
 

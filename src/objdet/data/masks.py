@@ -11,6 +11,8 @@ from typing import Sequence
 import numpy as np
 from pycocotools import mask as mask_utils
 
+SNAP = 1e-3  # pixels: box corners this close to a pixel edge are on it
+
 
 def decode_segmentation(segm: list | dict, height: int, width: int) -> np.ndarray:
     """A COCO segmentation (polygons, RLE or compressed RLE) as an H x W uint8 mask."""
@@ -39,7 +41,9 @@ def instance_masks(segmentations: Sequence[list | dict | None], boxes: Sequence[
         if segm is not None:
             masks[k] = decode_segmentation(segm, height, width)
         else:
-            masks[k, int(y1):int(np.ceil(y2)), int(x1):int(np.ceil(x2))] = 1
+            y1, x1 = (int(np.floor(v + SNAP)) for v in (y1, x1))  # a box written as 12 and read back as
+            y2, x2 = (int(np.ceil(v - SNAP)) for v in (y2, x2))  # 11.99995 covers the same pixels
+            masks[k, y1:y2, x1:x2] = 1
     return masks
 
 
@@ -48,3 +52,8 @@ def polygons_box(polygons: Sequence[Sequence[float]]) -> tuple[float, float, flo
     xs = [v for poly in polygons for v in poly[0::2]]
     ys = [v for poly in polygons for v in poly[1::2]]
     return min(xs), min(ys), max(xs), max(ys)
+
+
+def polygon_area(polygons: list[list[float]], height: int, width: int) -> float:
+    """Pixels covered by COCO polygons as pycocotools rasterises them (COCO's `area` of a polygon object)."""
+    return float(mask_utils.area(mask_utils.merge(mask_utils.frPyObjects(polygons, height, width))))

@@ -21,7 +21,7 @@ import torch
 
 from objdet.data.base import DetectionDataset, Target
 from objdet.data.image import MAX_PIXELS, image_size, read_image
-from objdet.data.masks import instance_masks, polygons_box
+from objdet.data.masks import instance_masks, polygon_area, polygons_box
 from objdet.data.repair import FileFinder, Repairs, merge_class_names, note_merges
 from objdet.data.validate import is_finite_number, polygon_problem
 from objdet.errors import AnnotationError, DataError, ImageError
@@ -188,8 +188,10 @@ class RecordDataset(DetectionDataset):
             x1, y1, x2, y2 = o["box"]
             ann: dict[str, Any] = {"category_id": self.label_to_category_id[o["label"]],
                                    "bbox": [x1, y1, x2 - x1, y2 - y1], "iscrowd": 0}
+            ann["area"] = (x2 - x1) * (y2 - y1)
             if o["segmentation"]:
                 ann["segmentation"] = o["segmentation"]
+                ann["area"] = polygon_area(o["segmentation"], self.records[i]["height"], self.records[i]["width"])
             if o["keypoints"] is not None:
                 ann["keypoints"] = [float(v) for kp in o["keypoints"] for v in kp]
                 ann["num_keypoints"] = sum(1 for kp in o["keypoints"] if kp[2] > 0)
