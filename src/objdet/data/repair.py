@@ -83,6 +83,10 @@ class Repairs:
     def box(self, box: Sequence[float], width: int, height: int, *, path: object,
             record: object) -> tuple[float, float, float, float] | None:
         """`check_box`, with its clip and skip counted here rather than warned one by one."""
+        x1, y1, x2, y2 = box
+        inside = isinstance(x1, (int, float)) and 0 <= x1 < x2 <= width and 0 <= y1 < y2 <= height
+        if inside:  # the common case, where check_box has nothing to warn about: no warning filters to set up
+            return check_box(box, width, height, path=path, record=record)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DataWarning)
             clean = check_box(box, width, height, path=path, record=record)
@@ -158,29 +162,31 @@ class FileFinder:
     """
 
     def __init__(self) -> None:
-        self._listings: dict[Path, dict[str, list[str]]] = {}
+        self._listings: dict[Path, tuple[set[str], dict[str, list[str]]]] = {}
 
-    def _listing(self, folder: Path) -> dict[str, list[str]]:
+    def _listing(self, folder: Path) -> tuple[set[str], dict[str, list[str]]]:
+        """The names in `folder`, and its image files by case-folded stem."""
         if folder not in self._listings:
-            names: dict[str, list[str]] = defaultdict(list)
             try:
                 entries = sorted(os.listdir(folder))
             except OSError:
                 entries = []
+            images: dict[str, list[str]] = defaultdict(list)
             for name in entries:
                 stem, ext = os.path.splitext(name)
                 if ext.lower() in IMAGE_EXTENSIONS:
-                    names[stem.casefold()].append(name)
-            self._listings[folder] = names
+                    images[stem.casefold()].append(name)
+            self._listings[folder] = (set(entries), images)
         return self._listings[folder]
 
     def find(self, file: Path, repairs: Repairs, *, path: object, record: object) -> Path:
         """`file` if it exists, else the one image in its folder with the same name up to case and
         extension (a counted repair); else `file` unchanged (reading it then fails naming it)."""
-        if file.is_file():
+        names, images = self._listing(file.parent)
+        if file.name in names:
             return file
         stem = os.path.splitext(file.name)[0] if file.suffix.lower() in IMAGE_EXTENSIONS else file.name
-        candidates = self._listing(file.parent).get(stem.casefold(), [])
+        candidates = images.get(stem.casefold(), [])
         if len(candidates) != 1:
             return file
         repairs.note("file", f"image {file.name!r} not found; read {candidates[0]!r}", path=path, record=record)
