@@ -19,7 +19,6 @@ from typing import Any, Callable, Sequence
 import torch
 
 from objdet.boxes import box_iou
-from objdet.data.image import read_image
 from objdet.errors import ObjdetError
 
 SMALL, LARGE = 32**2, 96**2  # COCO's area bands

@@ -25,13 +25,12 @@ import os
 from pathlib import Path
 from typing import Any, Hashable, Iterable, Mapping, Sequence
 
-import numpy as np
 import torch
 from pycocotools import mask as mask_utils
 
 from objdet.data.base import DetectionDataset, Target, Transform
 from objdet.data.image import MAX_PIXELS, image_size, read_image, to_pil
-from objdet.data.masks import decode_segmentation, encode_mask, instance_masks
+from objdet.data.masks import decode_segmentation, encode_mask, instance_masks, keypoint_array
 from objdet.data.records import positive_size
 from objdet.data.repair import FileFinder, Repairs
 from objdet.data.validate import check_unique, inside_root, is_finite_number, polygon_problem
@@ -252,10 +251,7 @@ class CocoDataset(DetectionDataset):
                                       record=bad["record"]) from err
             target["masks"] = torch.from_numpy(masks)
         if self.keypoint_names:
-            kps = np.zeros((len(anns), len(self.keypoint_names), 3), dtype=np.float32)
-            for k, a in enumerate(anns):
-                if a["keypoints"] is not None:
-                    kps[k] = np.asarray(a["keypoints"], dtype=np.float32).reshape(-1, 3)
+            kps = keypoint_array([a["keypoints"] for a in anns], len(self.keypoint_names))
             target["keypoints"] = torch.from_numpy(kps)
         return target
 

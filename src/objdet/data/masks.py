@@ -1,4 +1,5 @@
-"""Instance masks in COCO's forms: polygons and RLE decoded to N x H x W uint8 masks, masks encoded back.
+"""Instance masks in COCO's forms (polygons and RLE decoded to N x H x W uint8 masks, masks encoded back)
+and keypoint lists as N x K x 3 arrays: the per-object arrays every reader builds its targets from.
 
 Every reader keeps an object's segmentation in COCO form (a list of flat [x1, y1, x2, y2, ...] polygons
 in pixels, or an RLE dict) and decodes it only when a target is asked for, with pycocotools.
@@ -57,3 +58,12 @@ def polygons_box(polygons: Sequence[Sequence[float]]) -> tuple[float, float, flo
 def polygon_area(polygons: list[list[float]], height: int, width: int) -> float:
     """Pixels covered by COCO polygons as pycocotools rasterises them (COCO's `area` of a polygon object)."""
     return float(mask_utils.area(mask_utils.merge(mask_utils.frPyObjects(polygons, height, width))))
+
+
+def keypoint_array(keypoints: Sequence[Sequence[float] | None], count: int) -> np.ndarray:
+    """N x K x 3 float32 keypoints from each object's flat or K x 3 list; zeros (unlabelled) where it has none."""
+    out = np.zeros((len(keypoints), count, 3), dtype=np.float32)
+    for k, kps in enumerate(keypoints):
+        if kps is not None:
+            out[k] = np.asarray(kps, dtype=np.float32).reshape(-1, 3)
+    return out

@@ -16,12 +16,11 @@ import math
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
 import torch
 
 from objdet.data.base import DetectionDataset, Target
 from objdet.data.image import MAX_PIXELS, image_size, read_image
-from objdet.data.masks import instance_masks, polygon_area, polygons_box
+from objdet.data.masks import instance_masks, keypoint_array, polygon_area, polygons_box
 from objdet.data.repair import FileFinder, Repairs, merge_class_names, note_merges
 from objdet.data.validate import is_finite_number, polygon_problem
 from objdet.errors import AnnotationError, DataError, ImageError
@@ -173,10 +172,7 @@ class RecordDataset(DetectionDataset):
             target["masks"] = torch.from_numpy(masks)
             target["area"] = target["masks"].sum((1, 2), dtype=torch.float32)
         if self.keypoint_names:
-            kps = np.zeros((len(objects), len(self.keypoint_names), 3), dtype=np.float32)
-            for k, o in enumerate(objects):
-                if o["keypoints"] is not None:
-                    kps[k] = np.asarray(o["keypoints"], dtype=np.float32).reshape(-1, 3)
+            kps = keypoint_array([o["keypoints"] for o in objects], len(self.keypoint_names))
             target["keypoints"] = torch.from_numpy(kps)
         return target
 
