@@ -10,6 +10,8 @@ times what a training run pays before its first step and per epoch:
 * targets: `dataset.target(i)` for every image (boxes, labels, masks of the polygon objects);
 * load: `dataset.load(i)` for the first 1,000 images (image decode + target).
 
+Torch runs one thread, as in a DataLoader worker (`--threads`).
+
     python bench/read_speed.py --images 10000 --repeats 3
 """
 
@@ -26,7 +28,9 @@ import numpy as np
 TIMED = """
 import sys, time, warnings
 warnings.simplefilter("ignore")
-kind, spec = sys.argv[1:3]
+kind, spec, threads = sys.argv[1:4]
+import torch
+torch.set_num_threads(int(threads))
 from objdet.data import open_dataset, coco, yolo  # imports (torch, pycocotools, yaml) are not reading
 t0 = time.perf_counter()
 ds = open_dataset(spec)
@@ -83,6 +87,8 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=10_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--root", default="/tmp/objdet-read-speed")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (1: as in a DataLoader worker, which is where a training run reads)")
     args = parser.parse_args()
     root = Path(args.root) / str(args.images)
     if not (root / "done").is_file():
@@ -91,7 +97,7 @@ def main() -> None:
     times: dict[str, list[list[float]]] = {k: [] for k in specs}
     for _ in range(args.repeats):
         for kind, spec in specs.items():  # interleaved, so load from others hits every reader alike
-            out = subprocess.run([sys.executable, "-c", TIMED, kind, spec], check=True,
+            out = subprocess.run([sys.executable, "-c", TIMED, kind, spec, str(args.threads)], check=True,
                                  capture_output=True, text=True).stdout.split()
             times[kind].append([float(v) for v in out[1:4]])
     best = {k: np.min(np.array(v), axis=0) for k, v in times.items()}

@@ -9,7 +9,7 @@ from typing import Any
 
 SPEC_HELP = "data set: coco:ANN.json:IMG_DIR | voc:ROOT[:split] | yolo:DATA.yaml[:split] | labelme:DIR | " \
             "cvat:ANN.xml:IMG_DIR | shapes[:split]"
-SEARCH_IMAGES = 200  # images the anchor-size search scores each candidate on
+SEARCH_IMAGES = 100  # images the anchor-size search scores each candidate on
 
 
 def add(sub: argparse._SubParsersAction) -> None:
@@ -68,7 +68,7 @@ def _coverage(dataset: Any, name: str, overrides: dict) -> dict:
     coverage = {**anchor_coverage(ious, labels, classes, plan.fg_iou), "model": name}
     sample = sorted(np.random.default_rng(0).permutation(len(dataset))[:SEARCH_IMAGES].tolist())
     best = None
-    for k in sorted(range(-8, 9), key=abs):  # anchors 1/4x .. 4x in quarter octaves, nearest to 1x first
+    for k in sorted(range(-8, 9, 2), key=abs):  # anchors 1/4x .. 4x in half octaves, nearest to 1x first
         fields = cfg.scaled_anchors(2 ** (k / 4))
         scaled = zoo.config(name, **{**overrides, **fields}).anchor_plan()
         ious, labels = best_anchor_ious(dataset, scaled.generator, scaled.strides, scaled.transform.input_size,

@@ -114,7 +114,17 @@ def best_anchor_ious(dataset: Any, generator: Any, strides: Sequence[int], input
     `input_size(h, w) -> ((h', w'), (H, W))` is the model transform's resized and padded size; anchors are
     laid on feature maps of ceil(H / stride) x ceil(W / stride), as the trunk makes them.
     """
-    cache: dict[tuple[int, int], torch.Tensor] = {}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # one box against one image's anchors: a second thread only waits (15x slower
+    try:                      # on this project's busy 2-core machine)
+        return _best_anchor_ious(dataset, generator, strides, input_size, indices)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _best_anchor_ious(dataset: Any, generator: Any, strides: Sequence[int], input_size: Callable,
+                      indices: Sequence[int] | None) -> tuple[torch.Tensor, torch.Tensor]:
+    cache: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
     ious, labels = [], []
     for i in range(len(dataset)) if indices is None else indices:
         info, target = dataset.image_info(i), dataset.target(i)
@@ -123,13 +133,24 @@ def best_anchor_ious(dataset: Any, generator: Any, strides: Sequence[int], input
         (h, w), padded = input_size(info["height"], info["width"])
         if padded not in cache:
             shapes = [(math.ceil(padded[0] / s), math.ceil(padded[1] / s)) for s in strides]
-            cache[padded] = generator(padded, shapes)
+            anchors = generator(padded, shapes)
+            cache[padded] = anchors, (anchors[:, 2] - anchors[:, 0]) * (anchors[:, 3] - anchors[:, 1])
         scale = torch.tensor([w / info["width"], h / info["height"]] * 2)
-        ious.append(box_iou(target["boxes"] * scale, cache[padded]).max(1).values)
+        ious.append(torch.stack([_best_iou(box, *cache[padded]) for box in target["boxes"] * scale]))
         labels.append(target["labels"])
     if not ious:
         return torch.zeros(0), torch.zeros(0, dtype=torch.int64)
     return torch.cat(ious), torch.cat(labels)
+
+
+def _best_iou(box: torch.Tensor, anchors: torch.Tensor, areas: torch.Tensor) -> torch.Tensor:
+    """The highest IoU of `box` with any anchor. An anchor whose area is not within 4x of the box's has IoU
+    below 1/4 with it, so those are scored only when no other anchor reaches 1/4 (exact, and 5-10x fewer
+    IoUs on a feature pyramid, where each level has one anchor area or a few)."""
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    near = (areas >= area / 4) & (areas <= area * 4)
+    best = box_iou(box[None], anchors[near]).max() if near.any() else torch.tensor(0.0)
+    return best if best >= 0.25 else box_iou(box[None], anchors).max()
 
 
 def anchor_coverage(ious: torch.Tensor, labels: torch.Tensor, classes: Sequence[str], threshold: float) -> dict:

@@ -16,6 +16,7 @@ import math
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 
 from objdet.data.base import DetectionDataset, Target
@@ -170,7 +171,8 @@ class RecordDataset(DetectionDataset):
         if self.has_masks:
             masks = instance_masks([o["segmentation"] for o in objects], [o["box"] for o in objects], h, w)
             target["masks"] = torch.from_numpy(masks)
-            target["area"] = target["masks"].sum((1, 2), dtype=torch.float32)
+            target["area"] = torch.from_numpy(np.count_nonzero(masks.reshape(len(masks), -1), axis=1)
+                                              .astype(np.float32))
         if self.keypoint_names:
             kps = keypoint_array([o["keypoints"] for o in objects], len(self.keypoint_names))
             target["keypoints"] = torch.from_numpy(kps)
