@@ -171,7 +171,7 @@ class RecordDataset(DetectionDataset):
         if self.has_masks:
             masks = instance_masks([o["segmentation"] for o in objects], [o["box"] for o in objects], h, w)
             target["masks"] = torch.from_numpy(masks)
-            target["area"] = torch.from_numpy(np.count_nonzero(masks.reshape(len(masks), -1), axis=1)
+            target["area"] = torch.from_numpy(np.count_nonzero(masks.reshape(len(masks), h * w), axis=1)
                                               .astype(np.float32))
         if self.keypoint_names:
             kps = keypoint_array([o["keypoints"] for o in objects], len(self.keypoint_names))
