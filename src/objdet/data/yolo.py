@@ -61,12 +61,9 @@ def class_names(doc: dict, path: Path) -> list[str]:
 
 def label_file(image: Path) -> Path:
     """Ultralytics' rule: the last `images` folder of the path becomes `labels`, the extension `.txt`."""
-    parts = list(image.parts)
-    for k in range(len(parts) - 2, -1, -1):
-        if parts[k] == "images":
-            parts[k] = "labels"
-            return Path(*parts).with_suffix(".txt")
-    return image.with_suffix(".txt")
+    head, sep, tail = f"{os.sep}{image}".rpartition(f"{os.sep}images{os.sep}")
+    text = f"{head}{os.sep}labels{os.sep}{tail}" if sep else f"{os.sep}{image}"
+    return Path(os.path.splitext(text)[0][1:] + ".txt")
 
 
 def _split_images(entry: Any, root: Path, yaml_path: Path) -> list[Path]:
@@ -78,7 +75,7 @@ def _split_images(entry: Any, root: Path, yaml_path: Path) -> list[Path]:
         if not place.exists() and str(item).startswith("../"):  # Roboflow's exports
             place = root / str(item)[3:]
         if place.is_dir():
-            files += sorted(p for p in place.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+            files += sorted((p for p in place.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS), key=str)
         elif place.is_file():
             lines = [ln.strip() for ln in place.read_text(encoding="utf-8").splitlines() if ln.strip()]
             files += [Path(ln) if Path(ln).is_absolute() else place.parent / ln for ln in lines]
