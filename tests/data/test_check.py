@@ -71,7 +71,7 @@ def test_plots_are_written(tmp_path):
                  "--model", "retinanet_r18_fpn", "--set", "min_size=128", "--set", "max_size=128"]) == 0
     for name in ("classes", "box_sizes", "aspect_ratios", "box_centres", "anchor_coverage"):
         with Image.open(tmp_path / f"{name}.png") as im:
-            assert im.size[0] > 300 and len(set(im.convert("L").getdata())) > 10
+            assert im.size[0] > 300 and sum(n > 0 for n in im.convert("L").histogram()) > 10
 
 
 def _torchvision_best_ious(ds, sizes, min_size, max_size):
