@@ -106,14 +106,15 @@ class DetectionTransform(nn.Module):
         std = torch.as_tensor(self.image_std, dtype=image.dtype, device=image.device)
         return (image - mean[:, None, None]) / std[:, None, None]
 
-    def _resize_args(self, h: int, w: int) -> dict:
-        """``interpolate`` arguments (size or scale factor) for an ``h x w`` image in this mode."""
+    def _resize_args(self, h: int, w: int, training: bool | None = None) -> dict:
+        """``interpolate`` arguments (size or scale factor) for an ``h x w`` image in this mode (or in training
+        or eval mode when ``training`` says which)."""
         if self.letterbox is not None:
             longest = max(h, w)
             return {"size": [max(1, h * self.letterbox // longest), max(1, w * self.letterbox // longest)]}
         if self.fixed_size is not None:
             return {"size": [self.fixed_size[1], self.fixed_size[0]]}
-        if self.training:  # torchvision's torch_choice: same RNG draw, same pick
+        if self.training if training is None else training:  # torchvision's torch_choice: same RNG draw, same pick
             index = int(torch.empty(1).uniform_(0.0, float(len(self.min_size))).item())
             min_size = self.min_size[index]
         else:
@@ -139,15 +140,24 @@ class DetectionTransform(nn.Module):
             target["masks"] = masks.byte()
         return image, target
 
+    def input_size(self, height: int, width: int) -> tuple[Size, Size]:
+        """The eval-mode network input of one ``height x width`` image: its resized ``(h, w)`` and the padded
+        ``(H, W)`` of a batch holding it alone (what anchors are laid on)."""
+        args = self._resize_args(height, width, training=False)
+        size = args.get("size") or [math.floor(n * args["scale_factor"]) for n in (height, width)]
+        return (int(size[0]), int(size[1])), self._padded(int(size[0]), int(size[1]))
+
+    def _padded(self, height: int, width: int) -> Size:
+        """S x S in letterbox mode, else the size rounded up to ``size_divisible``."""
+        if self.letterbox is not None:
+            return self.letterbox, self.letterbox
+        stride = float(self.size_divisible)
+        return int(math.ceil(height / stride) * stride), int(math.ceil(width / stride) * stride)
+
     def batch(self, images: Sequence[Tensor]) -> Tensor:
         """Zero-pad images at the bottom/right to one size (S x S in letterbox mode, else the
         largest image rounded up to ``size_divisible``) and stack them."""
-        if self.letterbox is not None:
-            height = width = self.letterbox
-        else:
-            stride = float(self.size_divisible)
-            height = int(math.ceil(max(im.shape[-2] for im in images) / stride) * stride)
-            width = int(math.ceil(max(im.shape[-1] for im in images) / stride) * stride)
+        height, width = self._padded(max(im.shape[-2] for im in images), max(im.shape[-1] for im in images))
         channels = max(im.shape[0] for im in images)
         out = images[0].new_zeros((len(images), channels, height, width))
         for i, im in enumerate(images):

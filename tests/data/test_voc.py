@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 from pycocotools.coco import COCO
 
+from objdet.data.validate import DataWarning
 from objdet.data.voc import VOCDataset, parse_xml, voc_to_coco
 from objdet.errors import AnnotationError, DataError, ImageError
 
@@ -147,6 +148,8 @@ def test_unknown_class_and_missing_size_name_the_record(tmp_path):
         VOCDataset(root, "train", classes=["cat", "dog"])
     xml = root / "Annotations" / "000001.xml"
     xml.write_text("<annotation><filename>000001.jpg</filename></annotation>")
-    with pytest.raises(AnnotationError, match="missing <size>") as err:
-        VOCDataset(root, "train")
+    with pytest.warns(DataWarning, match=r"1 image size was zero or missing .*\(000001\.xml record 000001\)"):
+        assert VOCDataset(root, "train").image_info(0)["width"] == 40  # the image is 40 x 30
+    with pytest.raises(AnnotationError, match="read from the image header") as err:
+        VOCDataset(root, "train", strict=True)
     assert "000001.xml" in str(err.value)

@@ -11,7 +11,10 @@ Bad input, checked when the file is opened so a long run never dies half way:
   unknown image or category, a malformed segmentation or keypoint list -> AnnotationError;
 * an image file_name that escapes the image folder (`../x`, absolute) -> DataError;
 * boxes follow the policy of `objdet.data.validate` (errors for negative or outside boxes,
-  clip-with-warning for boxes sticking out, skip-with-warning for zero-size boxes);
+  clip for boxes sticking out, skip for zero-size boxes);
+* repairs, counted in one DataWarning (`objdet.data.repair`; each an AnnotationError under `strict`):
+  boxes clipped by more than a pixel, zero-size boxes dropped, an image width or height of 0 or
+  missing read from the image header, an image file found under another extension or letter case;
 * at load time: a missing or corrupt image, or one whose size differs from the record -> ImageError.
 An annotation without a segmentation, in a file where others have one, gets its box as mask.
 """
@@ -22,13 +25,15 @@ import os
 from pathlib import Path
 from typing import Any, Hashable, Iterable, Mapping, Sequence
 
-import numpy as np
 import torch
 from pycocotools import mask as mask_utils
 
 from objdet.data.base import DetectionDataset, Target, Transform
-from objdet.data.image import MAX_PIXELS, read_image, to_pil
-from objdet.data.validate import check_box, check_unique, inside_root, is_finite_number, polygon_problem
+from objdet.data.image import MAX_PIXELS, image_size, read_image, to_pil
+from objdet.data.masks import decode_segmentation, encode_mask, instance_masks, keypoint_array
+from objdet.data.records import positive_size
+from objdet.data.repair import FileFinder, Repairs
+from objdet.data.validate import check_unique, inside_root, is_finite_number, polygon_problem
 from objdet.errors import AnnotationError, DataError, ImageError
 from objdet.io import load_json, save_json
 
@@ -59,6 +64,14 @@ def _check_segmentation(segm: Any, height: int, width: int, *, path: object, rec
         raise AnnotationError("segmentation must be polygons or RLE", path=path, record=record)
 
 
+def _decodes(segm: list | dict, height: int, width: int) -> bool:
+    try:
+        decode_segmentation(segm, height, width)
+    except ValueError:
+        return False
+    return True
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -66,24 +79,6 @@ def _is_int(value: Any) -> bool:
 def _known(value: Any, ids: Mapping) -> bool:
     """`value in ids` for json values, which may be unhashable lists or dicts."""
     return isinstance(value, Hashable) and value in ids
-
-
-def decode_segmentation(segm: list | dict, height: int, width: int) -> np.ndarray:
-    """A COCO segmentation (polygons, RLE or compressed RLE) as an H x W uint8 mask."""
-    if isinstance(segm, list):
-        rle = mask_utils.merge(mask_utils.frPyObjects(segm, height, width))
-    elif isinstance(segm["counts"], list):
-        rle = mask_utils.frPyObjects(segm, height, width)
-    else:
-        rle = segm
-    return mask_utils.decode(rle)
-
-
-def encode_mask(mask: np.ndarray) -> dict:
-    """An H x W binary mask as a json-ready compressed RLE."""
-    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-    rle["counts"] = rle["counts"].decode("ascii")
-    return rle
 
 
 class CocoDataset(DetectionDataset):
@@ -96,11 +91,14 @@ class CocoDataset(DetectionDataset):
         transforms: Transform | None = None,
         include_crowd: bool = True,
         max_pixels: int = MAX_PIXELS,
+        strict: bool = False,
+        on_error: str = "raise",
     ):
         self.ann_file = Path(ann_file)
         self.image_dir = Path(image_dir)
         self.transforms = transforms
         self.max_pixels = max_pixels
+        self.repairs = Repairs(self.ann_file, strict, on_error)
         self.coco = load_json(self.ann_file, "annotation")
         path = self.ann_file
         if not isinstance(self.coco, dict) or not isinstance(self.coco.get("images"), list) \
@@ -122,22 +120,24 @@ class CocoDataset(DetectionDataset):
                      "annotation", path=path)
         self._anns: list[list[dict]] = [[] for _ in self.images]
         for n, ann in enumerate(anns):
-            record = f"annotation {ann.get('id', n) if isinstance(ann, dict) else n}"
-            if not isinstance(ann, dict):
-                raise AnnotationError("annotation is not an object", path=path, record=record)
-            if not _known(ann.get("image_id"), index):
-                raise AnnotationError(f"unknown image_id {ann.get('image_id')!r}", path=path,
-                                      record=record)
-            if not _known(ann.get("category_id"), cat_to_label):
-                raise AnnotationError(f"category_id {ann.get('category_id')!r} is not in the "
-                                      "category list", path=path, record=record)
-            if ann.get("iscrowd", 0) and not include_crowd:
-                continue
-            img = self.images[index[ann["image_id"]]]
-            clean = self._read_annotation(ann, img, record)
-            if clean is not None:
-                clean["label"] = cat_to_label[ann["category_id"]]
-                self._anns[index[ann["image_id"]]].append(clean)
+            with self.repairs.guard():
+                record = f"annotation {ann.get('id', n) if isinstance(ann, dict) else n}"
+                if not isinstance(ann, dict):
+                    raise AnnotationError("annotation is not an object", path=path, record=record)
+                if not _known(ann.get("image_id"), index):
+                    raise AnnotationError(f"unknown image_id {ann.get('image_id')!r}", path=path,
+                                          record=record)
+                if not _known(ann.get("category_id"), cat_to_label):
+                    raise AnnotationError(f"category_id {ann.get('category_id')!r} is not in the "
+                                          "category list", path=path, record=record)
+                if ann.get("iscrowd", 0) and not include_crowd:
+                    continue
+                img = self.images[index[ann["image_id"]]]
+                clean = self._read_annotation(ann, img, record)
+                if clean is not None:
+                    clean["label"] = cat_to_label[ann["category_id"]]
+                    self._anns[index[ann["image_id"]]].append(clean)
+        self.repairs.report()
 
     @property
     def num_classes(self) -> int:
@@ -158,21 +158,37 @@ class CocoDataset(DetectionDataset):
         return sorted(cats, key=lambda c: c["id"])
 
     def _read_images(self, images: list) -> list[dict]:
+        finder, kept = FileFinder(), []
         for n, img in enumerate(images):
-            record = f"image {img.get('id', n) if isinstance(img, dict) else n}"
-            if not isinstance(img, dict) or not _is_int(img.get("id")):
-                raise DataError("image needs an integer id", path=self.ann_file, record=record)
-            for key in ("width", "height"):
-                if not _is_int(img.get(key)) or img[key] <= 0:
-                    raise DataError(f"image needs a positive integer {key}", path=self.ann_file,
-                                    record=record)
-            if img["width"] * img["height"] > self.max_pixels:
-                raise DataError(f"image size {img['width']}x{img['height']} is more than "
-                                f"{self.max_pixels} pixels (decompression-bomb guard; raise "
-                                "max_pixels)", path=self.ann_file, record=record)
-            inside_root(self.image_dir, img.get("file_name"), path=self.ann_file, record=record)
-        check_unique((img["id"] for img in images), "image", path=self.ann_file)
-        return images
+            with self.repairs.guard():
+                kept.append(self._read_image(img, n, finder))
+        check_unique((img["id"] for img in kept), "image", path=self.ann_file)
+        return kept
+
+    def _read_image(self, img: Any, n: int, finder: FileFinder) -> dict:
+        """One image record, its file found under another extension or case and a zero or missing size read
+        from the image header (both counted repairs)."""
+        record = f"image {img.get('id', n) if isinstance(img, dict) else n}"
+        if not isinstance(img, dict) or not _is_int(img.get("id")):
+            raise DataError("image needs an integer id", path=self.ann_file, record=record)
+        sizes = [positive_size(img.get(k)) if img.get(k) in (None, 0) or _is_int(img.get(k)) else -1
+                 for k in ("width", "height")]
+        if -1 in sizes:
+            raise DataError("image needs a positive integer width and height", path=self.ann_file, record=record)
+        file = inside_root(self.image_dir, img.get("file_name"), path=self.ann_file, record=record)
+        found = finder.find(file, self.repairs, path=self.ann_file, record=record)
+        if found != file:
+            img = {**img, "file_name": found.relative_to(self.image_dir).as_posix()}
+        if None in sizes:
+            width, height = image_size(found)
+            self.repairs.note("size", f"image size {img.get('width')!r} x {img.get('height')!r} read from the "
+                              f"image header: {width}x{height}", path=self.ann_file, record=record)
+            img = {**img, "width": width, "height": height}
+        if img["width"] * img["height"] > self.max_pixels:
+            raise DataError(f"image size {img['width']}x{img['height']} is more than "
+                            f"{self.max_pixels} pixels (decompression-bomb guard; raise "
+                            "max_pixels)", path=self.ann_file, record=record)
+        return img
 
     def _read_annotation(self, ann: dict, img: dict, record: str) -> dict | None:
         path, w, h = self.ann_file, img["width"], img["height"]
@@ -184,7 +200,7 @@ class CocoDataset(DetectionDataset):
         except (TypeError, ValueError, OverflowError) as err:
             raise AnnotationError(f"bbox {bbox!r} is not numeric", path=path,
                                   record=record) from err
-        box = check_box((x, y, x + bw, y + bh), w, h, path=path, record=record)
+        box = self.repairs.box((x, y, x + bw, y + bh), w, h, path=path, record=record)
         if box is None:
             return None
         segm = ann.get("segmentation")
@@ -227,31 +243,44 @@ class CocoDataset(DetectionDataset):
             "image_id": img["id"],
         }
         if self.has_masks:
-            masks = np.zeros((len(anns), h, w), dtype=np.uint8)
-            for k, a in enumerate(anns):
-                if a["segmentation"] is not None:
-                    try:
-                        masks[k] = decode_segmentation(a["segmentation"], h, w)
-                    except ValueError as err:  # a compressed RLE string that does not parse
-                        raise AnnotationError(f"segmentation cannot be decoded: {err}",
-                                              path=self.ann_file, record=a["record"]) from err
-                else:
-                    x1, y1, x2, y2 = a["box"]
-                    masks[k, int(y1):int(np.ceil(y2)), int(x1):int(np.ceil(x2))] = 1
+            try:
+                masks = instance_masks([a["segmentation"] for a in anns], [a["box"] for a in anns], h, w)
+            except ValueError as err:  # a compressed RLE string that does not parse: name it
+                bad = next(a for a in anns if a["segmentation"] is not None and not _decodes(a["segmentation"], h, w))
+                raise AnnotationError(f"segmentation cannot be decoded: {err}", path=self.ann_file,
+                                      record=bad["record"]) from err
             target["masks"] = torch.from_numpy(masks)
         if self.keypoint_names:
-            kps = np.zeros((len(anns), len(self.keypoint_names), 3), dtype=np.float32)
-            for k, a in enumerate(anns):
-                if a["keypoints"] is not None:
-                    kps[k] = np.asarray(a["keypoints"], dtype=np.float32).reshape(-1, 3)
+            kps = keypoint_array([a["keypoints"] for a in anns], len(self.keypoint_names))
             target["keypoints"] = torch.from_numpy(kps)
         return target
+
+    def select(self, indices: Sequence[int]) -> None:
+        """Keep only the images at `indices` (a seeded train/val split); image ids stay the file's."""
+        self.images = [self.images[i] for i in indices]
+        self._anns = [self._anns[i] for i in indices]
+
+    def image_file(self, i: int) -> Path:
+        """Path of image i's file."""
+        info = self.images[i]
+        return inside_root(self.image_dir, info["file_name"], path=self.ann_file, record=f"image {info['id']}")
+
+    def annotations(self, i: int) -> list[dict]:
+        """Image i's annotations as read (COCO form without ids; segmentations as in the file), the lossless
+        form `data convert` writes."""
+        out = []
+        for a in self._anns[i]:
+            x1, y1, x2, y2 = a["box"]
+            ann = {"category_id": self.label_to_category_id[a["label"]], "bbox": [x1, y1, x2 - x1, y2 - y1],
+                   "iscrowd": a["iscrowd"], "area": a["area"]}
+            ann.update({k: a[k] for k in ("segmentation", "keypoints") if a[k] is not None})
+            out.append(ann)
+        return out
 
     def load(self, i: int) -> tuple[torch.Tensor, Target]:
         """Image i and its target, before transforms."""
         info = self.images[i]
-        file = inside_root(self.image_dir, info["file_name"], path=self.ann_file,
-                           record=f"image {info['id']}")
+        file = self.image_file(i)
         image = read_image(file, self.max_pixels)
         if tuple(image.shape[1:]) != (info["height"], info["width"]):
             raise ImageError(
@@ -262,7 +291,7 @@ class CocoDataset(DetectionDataset):
         return image, self.target(i)
 
 
-def _annotation_records(target: Mapping[str, Any], image_id: int, label_to_category_id:
+def annotation_records(target: Mapping[str, Any], image_id: int, label_to_category_id:
                         Mapping[int, int], first_id: int) -> list[dict]:
     """COCO ground-truth annotations for one image's target."""
     boxes = torch.as_tensor(target["boxes"], dtype=torch.float64).reshape(-1, 4)
@@ -307,7 +336,7 @@ def dataset_to_coco(dataset: Any) -> dict:
     for i in range(len(dataset)):
         info = dataset.image_info(i)
         images.append({k: info[k] for k in ("id", "file_name", "width", "height")})
-        anns += _annotation_records(dataset.target(i), info["id"], dataset.label_to_category_id,
+        anns += annotation_records(dataset.target(i), info["id"], dataset.label_to_category_id,
                                     len(anns) + 1)
     return {"images": images, "annotations": anns, "categories": list(dataset.categories)}
 

@@ -19,6 +19,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from objdet.errors import ImageError
 
 MAX_PIXELS = 100_000_000  # about 10k x 10k: more than any detection image, less than a bomb
+ORIENTATION_TAG = 0x0112  # EXIF orientation; 5..8 turn the picture a quarter, swapping width and height
 
 
 def _to_array(img: Image.Image) -> np.ndarray:
@@ -64,6 +65,25 @@ def read_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> torch.T
     except (OSError, SyntaxError, ValueError) as err:
         raise ImageError(f"corrupt or truncated image: {err}", path=path) from err
     return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
+
+
+def image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """(width, height) of an image file as `read_image` returns it (EXIF orientation applied), read from
+    the header without decoding the pixels; a missing or unidentifiable file raises ImageError."""
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                width, height = img.size
+                orientation = img.getexif().get(ORIENTATION_TAG, 1)
+    except FileNotFoundError as err:
+        raise ImageError("image file not found", path=path) from err
+    except UnidentifiedImageError as err:
+        raise ImageError("not an image file Pillow can identify", path=path) from err
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        raise ImageError(f"cannot read the image header: {err}", path=path) from err
+    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
 
 
 def to_pil(image: torch.Tensor | np.ndarray | Image.Image) -> Image.Image:

@@ -11,7 +11,21 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor
 
+from objdet.anchors import AnchorGenerator
 from objdet.errors import AnnotationError, ConfigError
+from objdet.transform import DetectionTransform
+
+
+@dataclass(frozen=True)
+class AnchorPlan:
+    """How a detector assigns ground truth to anchors in training: its anchor generator, the stride of each
+    level it lays anchors on, the IoU at which an anchor is foreground, and the transform that sizes the
+    network input (anchors live in its pixels). `objdet data check --model` measures coverage with it."""
+
+    generator: AnchorGenerator
+    strides: tuple[int, ...]
+    fg_iou: float
+    transform: DetectionTransform
 
 
 @dataclass
@@ -47,6 +61,18 @@ class DetectorConfig:
         """The fields that train this detector from random weights on `image_size`-pixel images (the demo's
         and the ablation studies' recipe): every layer trainable, norms that learn, sizes to the image."""
         raise NotImplementedError
+
+    def input_transform(self) -> DetectionTransform:
+        """The transform that normalises, resizes and batches this detector's input."""
+        raise NotImplementedError
+
+    def anchor_plan(self) -> AnchorPlan | None:
+        """The anchors and the matcher's foreground IoU (None for a detector without anchors)."""
+        return None
+
+    def scaled_anchors(self, factor: float) -> dict[str, Any]:
+        """The config fields that make every anchor `factor` times larger (empty without anchors)."""
+        return {}
 
 
 @dataclass(frozen=True)

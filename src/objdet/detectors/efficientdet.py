@@ -10,7 +10,7 @@ from typing import Any
 from objdet.anchors import effdet_anchor_generator
 from objdet.backbones.efficientnet import EfficientNetBackbone
 from objdet.boxes import BoxCoder
-from objdet.detectors.base import DetectorConfig
+from objdet.detectors.base import AnchorPlan, DetectorConfig
 from objdet.detectors.dense import DenseDetector, DenseLoss, DensePostprocess
 from objdet.errors import ConfigError
 from objdet.heads.effdet_head import EffDetHead
@@ -60,6 +60,19 @@ class EfficientDetConfig(DetectorConfig):
         """Only the input size: the BatchNorm trunk, neck and heads train from random weights as they are."""
         return {"image_size": image_size}
 
+    def input_transform(self) -> DetectionTransform:
+        return DetectionTransform(image_mean=self.image_mean, image_std=self.image_std, letterbox=self.image_size)
+
+    def anchor_plan(self) -> AnchorPlan:
+        """effdet's anchors on P`min_level`..P`max_level`; foreground from `match_iou`."""
+        generator = effdet_anchor_generator(self.min_level, self.max_level, self.num_scales, self.aspect_ratios,
+                                            self.anchor_scale)
+        strides = tuple(2**level for level in range(self.min_level, self.max_level + 1))
+        return AnchorPlan(generator, strides, self.match_iou, self.input_transform())
+
+    def scaled_anchors(self, factor: float) -> dict[str, Any]:
+        return {"anchor_scale": self.anchor_scale * factor}
+
 
 def build_efficientdet(cfg: EfficientDetConfig) -> DenseDetector:
     """EfficientNet C3..C5 -> BiFPN P3..P7 (`fpn_layers` layers of the `graph`) -> shared class and box heads."""
@@ -77,9 +90,8 @@ def build_efficientdet(cfg: EfficientDetConfig) -> DenseDetector:
         cfg, backbone, neck,
         class_head=EffDetHead(num_outputs=cfg.num_classes, prior_prob=0.01, **head_args),
         box_head=EffDetHead(num_outputs=4, **head_args),
-        anchor_generator=effdet_anchor_generator(cfg.min_level, cfg.max_level, cfg.num_scales, cfg.aspect_ratios,
-                                                 cfg.anchor_scale),
-        transform=DetectionTransform(image_mean=cfg.image_mean, image_std=cfg.image_std, letterbox=cfg.image_size),
+        anchor_generator=cfg.anchor_plan().generator,
+        transform=cfg.input_transform(),
         loss=DenseLoss(cfg.match_iou, cfg.match_iou, allow_low_quality=True, alpha=cfg.alpha, gamma=cfg.gamma,
                        box_loss="huber", beta=cfg.huber_delta, box_loss_weight=cfg.box_loss_weight,
                        normalizer="batch", box_coder=coder),

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from objdet.anchors import AnchorGenerator
 from objdet.backbones.resnet import ResNetBackbone, res5_stage
-from objdet.detectors.base import DetectorConfig
+from objdet.detectors.base import AnchorPlan, DetectorConfig
 from objdet.detectors.keypoint_rcnn import keypoint_stage
 from objdet.detectors.mask_rcnn import mask_stage
 from objdet.detectors.two_stage import TwoStageDetector
@@ -97,6 +97,22 @@ class RCNNConfig(DetectorConfig):
         return {"min_size": image_size, "max_size": image_size, "backbone_norm": "BN", "trainable_layers": 5,
                 "anchor_sizes": anchors}
 
+    def input_transform(self) -> DetectionTransform:
+        return DetectionTransform(self.min_size, self.max_size, list(self.image_mean), list(self.image_std))
+
+    def anchor_plan(self) -> AnchorPlan | None:
+        """The RPN's anchors: one size per level with FPN (the seed's 32..512 over P2..P6, strides 4..64),
+        all sizes on the single C4 map (stride 16); foreground from `rpn_fg_iou`."""
+        if not self.rpn:
+            return None
+        sizes = [[s] for s in self.anchor_sizes] if self.fpn else [list(self.anchor_sizes)]
+        generator = AnchorGenerator(sizes, [list(self.aspect_ratios)] * len(sizes))
+        strides = tuple(2 ** (k + 2) for k in range(len(sizes))) if self.fpn else (16,)
+        return AnchorPlan(generator, strides, self.rpn_fg_iou, self.input_transform())
+
+    def scaled_anchors(self, factor: float) -> dict[str, Any]:
+        return {"anchor_sizes": tuple(max(1, round(s * factor)) for s in self.anchor_sizes)} if self.rpn else {}
+
 
 class Res5Head(nn.Module):
     """The C4 detector's RoI head: res5 (stride 2) on 14x14 RoIs, then global average pooling."""
@@ -122,12 +138,11 @@ def trunk(cfg: RCNNConfig) -> tuple[ResNetBackbone, FPN | None, list[str], list[
 
 
 def region_proposals(cfg: RCNNConfig, channels: int) -> RegionProposalNetwork:
-    """One anchor size per level with FPN (the seed's 32..512 over P2..P6); all sizes on the single C4 map."""
-    sizes = [[s] for s in cfg.anchor_sizes] if cfg.fpn else [list(cfg.anchor_sizes)]
-    ratios = [list(cfg.aspect_ratios)] * len(sizes)
-    head = RPNHead(channels, len(sizes[0]) * len(ratios[0]), cfg.rpn_convs)
+    """The RPN on the config's anchors (`RCNNConfig.anchor_plan`)."""
+    anchors = cfg.anchor_plan().generator
+    head = RPNHead(channels, anchors.num_anchors_per_location()[0], cfg.rpn_convs)
     return RegionProposalNetwork(
-        AnchorGenerator(sizes, ratios), head, cfg.rpn_fg_iou, cfg.rpn_bg_iou, cfg.rpn_batch_size,
+        anchors, head, cfg.rpn_fg_iou, cfg.rpn_bg_iou, cfg.rpn_batch_size,
         cfg.rpn_positive_fraction, cfg.rpn_pre_nms_top_n, cfg.rpn_post_nms_top_n, cfg.rpn_nms,
     )
 
@@ -156,9 +171,8 @@ def build_rcnn(cfg: RCNNConfig) -> TwoStageDetector:
     """Transform, trunk (+ FPN), RPN (unless proposals are given), box stage, and the mask and keypoint stages
     `cfg` asks for, all on the RoI levels the trunk reports."""
     backbone, neck, rpn_levels, roi_levels, channels = trunk(cfg)
-    transform = DetectionTransform(cfg.min_size, cfg.max_size, list(cfg.image_mean), list(cfg.image_std))
     return TwoStageDetector(
-        cfg, transform, backbone, neck,
+        cfg, cfg.input_transform(), backbone, neck,
         rpn=region_proposals(cfg, channels) if cfg.rpn else None,
         box_stage=box_stage(cfg, channels),
         rpn_levels=rpn_levels if cfg.rpn else [],

@@ -9,12 +9,14 @@ from typing import Any
 from objdet.anchors import AnchorGenerator, retinanet_sizes
 from objdet.backbones.resnet import ResNetBackbone
 from objdet.boxes import BoxCoder
-from objdet.detectors.base import DetectorConfig
+from objdet.detectors.base import AnchorPlan, DetectorConfig
 from objdet.detectors.dense import DenseDetector, DenseLoss, DensePostprocess
 from objdet.errors import ConfigError
 from objdet.heads.retina_head import RetinaSubnet
 from objdet.necks.fpn import FPN
 from objdet.transform import IMAGENET_MEAN, IMAGENET_STD, DetectionTransform
+
+LEVELS = range(3, 8)  # P3..P7
 
 
 @dataclass
@@ -56,12 +58,24 @@ class RetinaNetConfig(DetectorConfig):
         return {"min_size": image_size, "max_size": image_size, "backbone_norm": "GN", "head_norm": "GN",
                 "trainable_layers": 5}
 
+    def input_transform(self) -> DetectionTransform:
+        return DetectionTransform(self.min_size, self.max_size, self.image_mean, self.image_std)
+
+    def anchor_plan(self) -> AnchorPlan:
+        """torchvision's anchors on P3..P7 (integer octave sizes x aspect ratios); foreground from `fg_iou`."""
+        sizes = retinanet_sizes(LEVELS, self.scales_per_octave, self.anchor_scale, truncate=True)
+        generator = AnchorGenerator(sizes, [self.aspect_ratios] * len(LEVELS))
+        return AnchorPlan(generator, tuple(2**level for level in LEVELS), self.fg_iou, self.input_transform())
+
+    def scaled_anchors(self, factor: float) -> dict[str, Any]:
+        return {"anchor_scale": self.anchor_scale * factor}
+
 
 def build_retinanet(cfg: RetinaNetConfig) -> DenseDetector:
     """ResNet C3..C5 -> FPN P3..P7 -> class and box subnets on every level, focal loss, per-level decoding."""
     if cfg.extra not in ("p6p7", "p6p7_p5"):
         raise ConfigError(f"RetinaNet needs P6/P7: extra must be 'p6p7' or 'p6p7_p5', got {cfg.extra!r}")
-    levels = range(3, 8)
+    levels = LEVELS
     backbone = ResNetBackbone(cfg.depth, cfg.backbone_norm, cfg.trainable_layers, frozen_bn_eps=cfg.frozen_bn_eps)
     neck = FPN({k: backbone.out_channels[k] for k in ("C3", "C4", "C5")}, cfg.fpn_channels, cfg.extra)
     num_anchors = cfg.scales_per_octave * len(cfg.aspect_ratios)
@@ -72,9 +86,8 @@ def build_retinanet(cfg: RetinaNetConfig) -> DenseDetector:
         class_head=RetinaSubnet(cfg.fpn_channels, num_anchors, cfg.num_classes + int(cfg.background_channel),
                                 cfg.head_depth, cfg.head_norm, prior_prob=0.01),
         box_head=RetinaSubnet(cfg.fpn_channels, num_anchors, 4, cfg.head_depth, cfg.head_norm),
-        anchor_generator=AnchorGenerator(retinanet_sizes(levels, cfg.scales_per_octave, cfg.anchor_scale,
-                                                         truncate=True), [cfg.aspect_ratios] * len(levels)),
-        transform=DetectionTransform(cfg.min_size, cfg.max_size, cfg.image_mean, cfg.image_std),
+        anchor_generator=cfg.anchor_plan().generator,
+        transform=cfg.input_transform(),
         loss=DenseLoss(cfg.fg_iou, cfg.bg_iou, allow_low_quality=True, alpha=cfg.alpha, gamma=cfg.gamma,
                        box_loss=cfg.box_loss, beta=cfg.smooth_l1_beta, normalizer="image",
                        label_offset=label_offset, box_coder=coder),
