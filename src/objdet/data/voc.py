@@ -12,7 +12,7 @@ found in all xml files of the folder (the 20 VOC classes come out in their usual
 Safety: xml is parsed by expat with DOCTYPE and entity declarations refused (no entity expansion
 attacks) -> DataError. Malformed xml, a missing <size> or <bndbox>, unknown split, duplicated ids
 in a split file or a file name escaping the image folder -> DataError / AnnotationError naming the
-file and record; boxes follow `objdet.data.validate`'s policy.
+file and record; boxes follow `objdet.validate`'s policy.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import torch
 from objdet.data.base import DetectionDataset, Target, Transform
 from objdet.data.coco import dataset_to_coco
 from objdet.data.image import MAX_PIXELS, read_image
-from objdet.data.validate import check_box, check_unique, inside_root
+from objdet.validate import check_box, check_unique, inside_root
 from objdet.errors import AnnotationError, DataError, ImageError
 
 

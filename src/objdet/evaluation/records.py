@@ -17,7 +17,7 @@ from typing import Any, Sequence
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from objdet.data.validate import is_finite_number, polygon_problem
+from objdet.validate import is_size, segmentation_problem
 from objdet.errors import EvaluationError
 from objdet.io import load_json
 
@@ -132,64 +132,25 @@ def _index(values: list, lookup: dict, path: str | None, label: str, key: str, o
         raise
 
 
-def _to_rle(segm: Any, hw: tuple[int, int]) -> dict:
-    """A polygon list, uncompressed RLE or compressed RLE as one compressed RLE (pycocotools' annToRLE)."""
-    h, w = hw
+def _to_rle(segm: Any, hw: tuple[int, int] | None) -> dict:
+    """A polygon list, uncompressed RLE or compressed RLE as one compressed RLE (pycocotools' annToRLE),
+    after the shared validator's checks (pycocotools hangs on far polygons and RLEs that do not add up)."""
+    h, w = hw if hw is not None else (None, None)
+    problem = segmentation_problem(segm, h, w)
+    if problem:
+        raise ValueError(problem)
     if isinstance(segm, list):
-        problem = polygon_problem(segm, h, w)  # pycocotools hangs on NaN or far-away points
-        if problem:
-            raise ValueError(problem)
         return mask_utils.merge(mask_utils.frPyObjects(segm, h, w))
-    size = segm.get("size") if isinstance(segm, dict) else None
-    if not (isinstance(size, list) and len(size) == 2 and all(_is_size(v) for v in size)):
-        raise ValueError("an RLE needs 'size': [height, width]")
-    counts = segm.get("counts")
-    if isinstance(counts, list):
-        _check_counts(np.asarray(counts), size)
-        return mask_utils.frPyObjects(segm, h, w)
-    if isinstance(counts, (str, bytes)):
-        _check_counts(_decode_counts(counts), size)
-        return segm
-    raise ValueError("not a polygon list or an RLE")
-
-
-def _check_counts(counts: np.ndarray, size: list) -> None:
-    """Run lengths must be non-negative integers covering the mask exactly: pycocotools' IoU spins
-    forever on an RLE whose runs do not add up to height * width."""
-    area = int(size[0]) * int(size[1])
-    if counts.dtype.kind not in "iu" or (counts < 0).any() or (counts > area).any() or int(counts.sum()) != area:
-        raise ValueError(f"RLE counts must be non-negative integers adding up to {area}")
-
-
-def _decode_counts(text: str | bytes) -> np.ndarray:
-    """Run lengths of a compressed RLE string (pycocotools' rleFrString: 5-bit groups, 0x20 = more,
-    0x10 = sign, runs from the third on stored as differences to the run two before)."""
-    raw = text.encode("latin-1", "replace") if isinstance(text, str) else bytes(text)
-    c = np.frombuffer(raw, dtype=np.uint8).astype(np.int64) - 48
-    if c.size == 0:
-        return np.zeros(0, dtype=np.int64)
-    ends = np.flatnonzero((c & 0x20) == 0)
-    if (c < 0).any() or (c > 63).any() or not ends.size or ends[-1] != c.size - 1:
-        raise ValueError("not a compressed RLE string")
-    starts = np.concatenate([[0], ends[:-1] + 1])
-    place = np.arange(c.size) - np.repeat(starts, ends - starts + 1)
-    if place.max() > 11:
-        raise ValueError("compressed RLE run too long")
-    values = np.add.reduceat((c & 0x1F) << (5 * place), starts)
-    values -= np.where(c[ends] & 0x10, 1 << (5 * (place[ends] + 1)), 0)
-    values[1::2] = np.cumsum(values[1::2])
-    values[2::2] = np.cumsum(values[2::2])
-    return values
+    if isinstance(segm["counts"], list):
+        return mask_utils.frPyObjects(segm, *segm["size"])
+    return segm
 
 
 def _rles(segms: list, img: np.ndarray, sizes: list, path: str | None, label: str) -> list:
     out = []
     for i, (segm, im) in enumerate(zip(segms, img)):
-        hw = sizes[im]
-        if hw is None and not (isinstance(segm, dict) and isinstance(segm.get("counts"), (str, bytes))):
-            raise EvaluationError("its image has no 'height'/'width' to rasterise the polygon", path=path, record=f"{label} {i}")
         try:
-            out.append(_to_rle(segm, hw or (0, 0)))
+            out.append(_to_rle(segm, sizes[im]))
         except (ValueError, TypeError, IndexError, OverflowError) as err:
             raise EvaluationError(f"malformed 'segmentation': {err}", path=path, record=f"{label} {i}") from None
     return out
@@ -209,15 +170,11 @@ def _keypoint_array(values: list, path: str | None, label: str) -> np.ndarray:
     return _numbers(values, width, path, label, "keypoints")
 
 
-def _is_size(value: Any) -> bool:
-    return is_finite_number(value) and value >= 0
-
-
 def _image_sizes(images: list, img_ids: list) -> list:
     sizes: dict = {}
     for im in images:
         h, w = im.get("height"), im.get("width")
-        sizes[im["id"]] = (int(h), int(w)) if _is_size(h) and _is_size(w) else None
+        sizes[im["id"]] = (int(h), int(w)) if is_size(h) and is_size(w) else None
     return [sizes[i] for i in img_ids]
 
 
