@@ -69,8 +69,8 @@ def accumulate(cat: np.ndarray, img: np.ndarray, rank: np.ndarray, score: np.nda
                 precision[:, :, k, areas, m] = 0.0
                 scores[:, :, k, areas, m] = 0.0
                 continue
-            tp_cum = np.cumsum(tp[areas][:, :, sel], axis=2)
-            fp_cum = np.cumsum(fp[areas][:, :, sel], axis=2).astype(np.float64)
+            tp_cum = np.cumsum(tp[:, :, sel][areas], axis=2)
+            fp_cum = np.cumsum(fp[:, :, sel][areas], axis=2).astype(np.float64)
             tp_f = tp_cum.astype(np.float64)
             rc_last = tp_f[:, :, -1] / n_gt[:, None]
             pr = tp_f / (fp_cum + tp_f + eps)

@@ -35,6 +35,7 @@ class GroundTruth:
 
     path: str | None
     img_ids: list  # sorted unique image ids; `img` below indexes this list
+    img_order: np.ndarray  # int64 [I]: each image's position in the file's 'images' list (first occurrence)
     cat_ids: list  # sorted unique category ids; `cat` below indexes this list
     cat_names: list[str]
     img: np.ndarray  # int64 [N]
@@ -226,8 +227,12 @@ def load_ground_truth(source: Any, iou_type: str) -> GroundTruth:
         fallback = _mask_areas(segm) if segm is not None else bbox[:, 2] * bbox[:, 3]
         area = _numbers([a["area"] if "area" in a else f for a, f in zip(anns, fallback.tolist())], None, path, label,
                         "area")
+    first: dict = {}
+    for pos, im in enumerate(images):
+        first.setdefault(im["id"], pos)
+    img_order = np.array([first[i] for i in img_ids], dtype=np.int64)
     return GroundTruth(
-        path, img_ids, cat_ids, [names[c] for c in cat_ids], img, cat,
+        path, img_ids, img_order, cat_ids, [names[c] for c in cat_ids], img, cat,
         np.array([v != 0 for v in ids], dtype=bool), bbox, area, crowd, ignore, difficult, segm, keypoints, sizes,
     )
 
