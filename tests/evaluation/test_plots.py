@@ -8,7 +8,8 @@ import pytest
 from PIL import Image
 
 from objdet.evaluation.coco import evaluate
-from objdet.evaluation.plots import best_f1, confusion_matrix, pr_curve, write_plots
+from objdet.evaluation.calibration import best_f1
+from objdet.evaluation.plots import confusion_matrix, pr_curve, write_plots
 from evaluation.cocogen import random_case
 from evaluation.pycoco import pycocotools_eval
 

@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     result = evaluate(gt, dt, args.iou_type)
     print("\n".join(result.summary_lines()))
     if args.per_class:
-        from objdet.evaluation.plots import best_f1
+        from objdet.evaluation.calibration import best_f1
 
         print()
         print(result.per_class_table())
