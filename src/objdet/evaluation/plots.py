@@ -9,6 +9,7 @@ Agg canvas, without pyplot's global state.
 
 from __future__ import annotations
 
+import io
 import re
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from objdet.evaluation.calibration import Calibration, threshold_index
+from objdet.evaluation.calibration import Calibration, calibration, threshold_index
 from objdet.evaluation.coco import CocoEvaluation
 from objdet.evaluation.overlap import xywh_to_xyxy, xyxy_iou_pairs
 from objdet.evaluation.pairs import group_cross, key_ranges
@@ -65,8 +66,31 @@ def _save(fig: Figure, path: Path) -> Path:
     return path
 
 
+def png_bytes(fig: Figure, dpi: int = 100) -> bytes:
+    """A figure as PNG bytes (for pages that embed their pictures)."""
+    FigureCanvasAgg(fig)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    return buffer.getvalue()
+
+
 def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "class"
+
+
+def pr_figure(ev: CocoEvaluation, category: int | None = None) -> Figure:
+    """PR curves at IoU .50 and .75 of one category index, or of the mean over categories (None)."""
+    name = "all classes" if category is None else ev.gt.cat_names[category]
+    fig = Figure(figsize=(4.5, 4))
+    ax = fig.add_subplot()
+    for iou in (0.5, 0.75):
+        recall, precision = pr_curve(ev, iou, category)
+        if (precision > -1).any():
+            ax.plot(recall, precision, label=f"IoU={iou:.2f}")
+    ax.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="recall", ylabel="precision", title=f"PR: {name}")
+    ax.legend(loc="lower left")
+    fig.tight_layout()
+    return fig
 
 
 def plot_pr_curves(ev: CocoEvaluation, out_dir: str | Path) -> list[Path]:
@@ -75,22 +99,13 @@ def plot_pr_curves(ev: CocoEvaluation, out_dir: str | Path) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for k, name in [(None, "all classes")] + list(enumerate(ev.gt.cat_names)):
-        fig = Figure(figsize=(4.5, 4))
-        ax = fig.add_subplot()
-        for iou in (0.5, 0.75):
-            recall, precision = pr_curve(ev, iou, k)
-            if (precision > -1).any():
-                ax.plot(recall, precision, label=f"IoU={iou:.2f}")
-        ax.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="recall", ylabel="precision", title=f"PR: {name}")
-        ax.legend(loc="lower left")
-        fig.tight_layout()
         stem = "pr_all" if k is None else f"pr_{k + 1:03d}_{_slug(name)}"
-        paths.append(_save(fig, out_dir / f"{stem}.png"))
+        paths.append(_save(pr_figure(ev, k), out_dir / f"{stem}.png"))
     return paths
 
 
-def plot_confusion_matrix(matrix: np.ndarray, names: list[str], path: str | Path, title: str = "") -> Path:
-    """Draw a confusion matrix (rows true, columns predicted, last of each: background) to a PNG."""
+def confusion_figure(matrix: np.ndarray, names: list[str], title: str = "") -> Figure:
+    """A confusion matrix (rows true, columns predicted, last of each: background), log-scaled colours."""
     labels = list(names) + ["background"]
     size = max(4.0, 0.35 * len(labels) + 2)
     fig = Figure(figsize=(size, size))
@@ -105,10 +120,15 @@ def plot_confusion_matrix(matrix: np.ndarray, names: list[str], path: str | Path
             if v:
                 ax.text(j, i, str(v), ha="center", va="center", fontsize=6)
     fig.tight_layout()
-    return _save(fig, Path(path))
+    return fig
 
 
-def plot_reliability(cal: Calibration, path: str | Path, title: str = "") -> Path:
+def plot_confusion_matrix(matrix: np.ndarray, names: list[str], path: str | Path, title: str = "") -> Path:
+    """Draw a confusion matrix (rows true, columns predicted, last of each: background) to a PNG."""
+    return _save(confusion_figure(matrix, names, title), Path(path))
+
+
+def reliability_figure(cal: Calibration, title: str = "") -> Figure:
     """Reliability diagram: fraction correct per score bin against the diagonal, bar width = bin."""
     fig = Figure(figsize=(4.5, 4))
     ax = fig.add_subplot()
@@ -117,17 +137,17 @@ def plot_reliability(cal: Calibration, path: str | Path, title: str = "") -> Pat
     ax.bar(lefts[filled], cal.precision[filled], width=widths[filled], align="edge", edgecolor="black",
            color="#4C72B0", label="fraction correct")
     ax.plot([0, 1], [0, 1], "--", color="gray", label="calibrated")
-    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="score", ylabel="fraction correct",
-           title=title or f"ECE {cal.ece:.3f}")
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="score", ylabel="fraction correct", title=title or f"ECE {cal.ece:.3f}")
     ax.legend(loc="upper left")
     fig.tight_layout()
-    return _save(fig, Path(path))
+    return fig
 
 
 def write_plots(ev: CocoEvaluation, out_dir: str | Path, iou: float = 0.5, score: float = 0.25) -> list[Path]:
-    """All PNGs of an evaluation into `out_dir`: PR curves and the confusion matrix."""
+    """All PNGs of an evaluation into `out_dir`: PR curves, the confusion matrix, the reliability diagram."""
     paths = plot_pr_curves(ev, out_dir)
     matrix = confusion_matrix(ev, iou, score)
     title = f"IoU >= {iou:g}, score >= {score:g}"
     paths.append(plot_confusion_matrix(matrix, ev.gt.cat_names, Path(out_dir) / "confusion_matrix.png", title))
+    paths.append(_save(reliability_figure(calibration(ev, iou)), Path(out_dir) / "reliability.png"))
     return paths
