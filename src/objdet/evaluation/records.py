@@ -179,11 +179,13 @@ def _image_sizes(images: list, img_ids: list) -> list:
     return [sizes[i] for i in img_ids]
 
 
-def load_ground_truth(source: Any, iou_type: str) -> GroundTruth:
-    """Read a COCO ground-truth dict or file into arrays (pycocotools' `_prepare` for `iou_type`)."""
+def load_ground_truth(source: Any, iou_type: str, path: str | None = None) -> GroundTruth:
+    """Read a COCO ground-truth dict or file into arrays (pycocotools' `_prepare` for `iou_type`); `path`
+    names an already loaded dict's file in messages."""
     if iou_type not in IOU_TYPES:
         raise EvaluationError(f"iou_type must be one of {IOU_TYPES}, got {iou_type!r}")
-    data, path = read_json(source, "ground truth")
+    data, read_from = read_json(source, "ground truth")
+    path = read_from or path
     if not isinstance(data, dict) or not all(isinstance(data.get(k), list) for k in ("images", "annotations", "categories")):
         raise EvaluationError("ground truth must be an object with 'images', 'annotations' and 'categories' lists", path=path)
     images, anns, cats = data["images"], data["annotations"], data["categories"]
