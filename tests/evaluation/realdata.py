@@ -51,3 +51,40 @@ def detections_for(gt: dict, seed: int = 0, extra_classes: tuple[int, ...] = ())
                         "bbox": [round(float(v), 2) for v in (rng.uniform(0, w - bw), rng.uniform(0, h - bh), bw, bh)],
                         "score": round(float(rng.beta(2, 4)), 3)})
     return dts
+
+
+def draw_images(gt: dict, folder) -> None:
+    """Write a JPEG for every image record of `gt` (its file_name under `folder`): noise with each object
+    drawn as a filled rectangle, so galleries have something to show."""
+    from PIL import Image, ImageDraw
+
+    rng = np.random.default_rng(0)
+    folder = Path(folder)
+    for im in gt["images"]:
+        pixels = rng.integers(90, 160, (im["height"], im["width"], 3), dtype=np.uint8)
+        image = Image.fromarray(pixels)
+        draw = ImageDraw.Draw(image)
+        for ann in gt["annotations"]:
+            if ann["image_id"] == im["id"]:
+                x, y, w, h = ann["bbox"]
+                draw.rectangle([x, y, x + w, y + h], fill=(40 * ann["category_id"] % 255, 80, 200))
+        path = folder / im["file_name"]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        image.save(path, quality=90)
+
+
+def small_set(seed: int = 0, n_images: int = 12) -> tuple[dict, list, list]:
+    """A COCO set of 3 named classes on 160x120 images (with file names) and two result lists."""
+    rng = np.random.default_rng(seed)
+    names = ["cat", "dog", "traffic light"]
+    images = [{"id": i + 1, "file_name": f"img_{i + 1:03d}.jpg", "width": 160, "height": 120} for i in range(n_images)]
+    anns = []
+    for im in images:
+        for _ in range(rng.integers(1, 4)):
+            w, h = rng.uniform(15, 60, 2)
+            x, y = rng.uniform(0, 160 - w), rng.uniform(0, 120 - h)
+            anns.append({"id": len(anns) + 1, "image_id": im["id"], "category_id": int(rng.integers(1, 4)),
+                         "bbox": [float(x), float(y), float(w), float(h)], "area": float(w * h), "iscrowd": 0})
+    gt = {"images": images, "annotations": anns,
+          "categories": [{"id": i + 1, "name": n} for i, n in enumerate(names)]}
+    return gt, detections_for(gt, seed + 1), detections_for(gt, seed + 2)
