@@ -24,7 +24,7 @@ import math
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Hashable, Iterable
+from typing import Any, Hashable, Iterable, Sequence
 
 import numpy as np
 
@@ -123,26 +123,45 @@ def polygon_problem(polygons: object, height: int, width: int) -> str | None:
     return None
 
 
-def decode_rle_counts(text: str | bytes) -> np.ndarray:
-    """Run lengths of a compressed RLE string (pycocotools' rleFrString: 5-bit groups, 0x20 = more,
-    0x10 = sign, runs from the third on stored as differences to the run two before); ValueError if
-    the string is not one."""
-    raw = text.encode("latin-1", "replace") if isinstance(text, str) else bytes(text)
-    c = np.frombuffer(raw, dtype=np.uint8).astype(np.int64) - 48
-    if c.size == 0:
-        return np.zeros(0, dtype=np.int64)
-    ends = np.flatnonzero((c & 0x20) == 0)
-    if (c < 0).any() or (c > 63).any() or not ends.size or ends[-1] != c.size - 1:
-        raise ValueError("not a compressed RLE string")
-    starts = np.concatenate([[0], ends[:-1] + 1])
-    place = np.arange(c.size) - np.repeat(starts, ends - starts + 1)
-    if place.max() > 11:
-        raise ValueError("compressed RLE run too long")
+def compressed_counts_bad(texts: Sequence[str | bytes], areas: Sequence[int]) -> np.ndarray:
+    """bool [S]: which compressed RLE strings are not pycocotools' encoding of runs adding up to their area.
+
+    All strings are decoded at once (pycocotools' rleFrString: 5-bit groups, 0x20 = more, 0x10 = sign,
+    runs from the fourth on stored as differences to the run two before): a character outside
+    '0'..'o', a string ending inside a value, a value of more than 12 characters, a negative run or
+    one beyond the area, or runs that do not add up to it.
+    """
+    raw = [t.encode("latin-1", "replace") if isinstance(t, str) else bytes(t) for t in texts]
+    n_str = len(raw)
+    lengths = np.array([len(r) for r in raw], dtype=np.int64)
+    areas = np.asarray(areas, dtype=np.int64)
+    bad = np.zeros(n_str, dtype=bool)
+    c = np.frombuffer(b"".join(raw), dtype=np.uint8).astype(np.int64) - 48
+    if len(c) == 0:
+        return areas != 0
+    owner = np.repeat(np.arange(n_str), lengths)  # the string of each character
+    bad[owner[(c < 0) | (c > 63)]] = True
+    ends = (c & 0x20) == 0
+    last = np.cumsum(lengths)[lengths > 0] - 1
+    bad[owner[last[~ends[last]]]] = True  # the string stops inside a value
+    ends[last] = True  # so that no value runs on into the next string
+    end_at = np.flatnonzero(ends)
+    starts = np.r_[0, end_at[:-1] + 1]
+    place = np.arange(len(c)) - np.repeat(starts, end_at - starts + 1)
+    bad[owner[place > 11]] = True
+    place = np.minimum(place, 11)
     values = np.add.reduceat((c & 0x1F) << (5 * place), starts)
-    values -= np.where(c[ends] & 0x10, 1 << (5 * (place[ends] + 1)), 0)
-    values[1::2] = np.cumsum(values[1::2])
-    values[2::2] = np.cumsum(values[2::2])
-    return values
+    values -= np.where(c[end_at] & 0x10, 1 << (5 * (place[end_at] + 1)), 0)
+    v_owner = owner[end_at]
+    first = np.searchsorted(v_owner, np.arange(n_str))
+    index = np.arange(len(values)) - first[v_owner]
+    for chain in (index % 2 == 1, (index % 2 == 0) & (index >= 2)):  # x[m] += x[m - 2] for m > 2
+        total = np.cumsum(np.where(chain, values, 0))
+        before = np.where(first > 0, total[np.maximum(first - 1, 0)], 0)
+        values = np.where(chain, total - before[v_owner], values)
+    bad[v_owner[(values < 0) | (values > areas[v_owner])]] = True
+    sums = np.bincount(v_owner, weights=values, minlength=n_str)  # float64: exact below 2**53
+    return bad | (sums != areas)
 
 
 def is_size(value: object) -> bool:
@@ -150,9 +169,9 @@ def is_size(value: object) -> bool:
     return is_finite_number(value) and value >= 0 and float(value).is_integer()
 
 
-def rle_problem(segm: dict, height: int | None, width: int | None) -> str | None:
+def rle_problem(segm: dict, height: int | None, width: int | None, counts_checked: bool = False) -> str | None:
     """What is wrong with an RLE segmentation (compressed or not), or None; the size must equal the
-    image's when it is known."""
+    image's when it is known. `counts_checked`: a compressed string already passed `compressed_counts_bad`."""
     size = segm.get("size")
     if not (isinstance(size, list) and len(size) == 2 and all(is_size(v) for v in size)):
         return "an RLE needs 'size': [height, width]"
@@ -167,16 +186,12 @@ def rle_problem(segm: dict, height: int | None, width: int | None) -> str | None
         return None if sum(counts) == area else bad
     if not isinstance(counts, (str, bytes)):
         return "RLE counts must be a list of run lengths or a compressed string"
-    try:
-        runs = decode_rle_counts(counts)
-    except ValueError as err:
-        return f"RLE counts: {err}"
-    if (runs < 0).any() or (runs > area).any() or int(runs.sum()) != area:
-        return bad
+    if not counts_checked and compressed_counts_bad([counts], [area])[0]:
+        return f"RLE counts are not a compressed string of runs adding up to {area}"
     return None
 
 
-def segmentation_problem(segm: Any, height: int | None, width: int | None) -> str | None:
+def segmentation_problem(segm: Any, height: int | None, width: int | None, counts_checked: bool = False) -> str | None:
     """What is wrong with a COCO segmentation (polygons, RLE, compressed RLE), or None if usable.
 
     Polygons need the image size (`height`, `width`); an RLE carries its own, checked against the
@@ -187,5 +202,5 @@ def segmentation_problem(segm: Any, height: int | None, width: int | None) -> st
             return "its image has no 'height'/'width' to rasterise the polygon"
         return polygon_problem(segm, height, width)
     if isinstance(segm, dict):
-        return rle_problem(segm, height, width)
+        return rle_problem(segm, height, width, counts_checked)
     return "segmentation must be a polygon list or an RLE"

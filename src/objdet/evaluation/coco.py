@@ -74,8 +74,18 @@ class CocoEvaluation:
     tp: np.ndarray  # bool [A, T, len(kept)]
     fp: np.ndarray  # bool [A, T, len(kept)]
     npig: np.ndarray  # int [K, A] non-ignored ground truth per category and area range
-    arrays: Accumulated
+    curves: Accumulated  # precision and scores of the largest maxDets, recall of all: what the stats read
     stats: dict[str, float]
+    _arrays: Accumulated | None = None
+
+    @property
+    def arrays(self) -> Accumulated:
+        """pycocotools' full `eval` arrays (precision and scores for every maxDets too), made on first use."""
+        if self._arrays is None:
+            p, kept = self.params, self.kept
+            self._arrays = accumulate(self.dt.cat[kept], self.dt.img[kept], self.rank, self.dt.score[kept], self.tp,
+                                      self.fp, self.npig, p.max_dets, p.rec_thrs)
+        return self._arrays
 
     def summary_lines(self) -> list[str]:
         """The summary exactly as pycocotools' `COCOeval.summarize()` prints it."""
@@ -115,7 +125,7 @@ class CocoEvaluation:
         p = self.params
         a = p.area_labels.index(area)
         m = max_index % len(p.max_dets)
-        arr = self.arrays.precision if is_ap else self.arrays.recall
+        arr = self.curves.precision if is_ap else self.curves.recall
         if thr is not None:
             arr = arr[np.where(thr == p.iou_thrs)[0]]
         return arr[..., a, m]
@@ -222,8 +232,9 @@ def evaluate(gt: Any, dt: Any, iou_type: str = "bbox", params: CocoParams | None
     n_cat = len(truth.cat_ids)
     g_cat = truth.cat[gt_order]
     npig = np.stack([np.bincount(g_cat[~ig], minlength=n_cat) for ig in g_ignore], axis=1) if n_cat else np.zeros((0, len(lo)), int)
-    arrays = accumulate(found.cat[kept], found.img[kept], rank, found.score[kept], tp, fp, npig, max_dets, params.rec_thrs)
-    result = CocoEvaluation(params, truth, found, kept, rank, tp, fp, npig, arrays, {})
+    curves = accumulate(found.cat[kept], found.img[kept], rank, found.score[kept], tp, fp, npig, max_dets,
+                        params.rec_thrs, curves=False)
+    result = CocoEvaluation(params, truth, found, kept, rank, tp, fp, npig, curves, {})
     for name, is_ap, thr, area, mi in result._spec():
         result.stats[name] = _mean_defined(result._select(is_ap, thr, area, mi))
     return result

@@ -29,7 +29,7 @@ def pr_curve(ev: CocoEvaluation, iou: float = 0.5, category: int | None = None) 
     Precision is -1 where a category has no ground truth; the average skips those.
     """
     t = threshold_index(ev, iou)
-    precision = ev.arrays.precision[t, :, :, 0, -1]  # [R, K]
+    precision = ev.curves.precision[t, :, :, 0, -1]  # [R, K]
     if category is not None:
         return ev.params.rec_thrs, precision[:, category]
     defined = precision > -1

@@ -17,7 +17,7 @@ from typing import Any, Sequence
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from objdet.validate import is_size, segmentation_problem
+from objdet.validate import compressed_counts_bad, is_size, segmentation_problem
 from objdet.errors import EvaluationError
 from objdet.io import load_json
 
@@ -133,11 +133,11 @@ def _index(values: list, lookup: dict, path: str | None, label: str, key: str, o
         raise
 
 
-def _to_rle(segm: Any, hw: tuple[int, int] | None) -> dict:
+def _to_rle(segm: Any, hw: tuple[int, int] | None, counts_checked: bool = False) -> dict:
     """A polygon list, uncompressed RLE or compressed RLE as one compressed RLE (pycocotools' annToRLE),
     after the shared validator's checks (pycocotools hangs on far polygons and RLEs that do not add up)."""
     h, w = hw if hw is not None else (None, None)
-    problem = segmentation_problem(segm, h, w)
+    problem = segmentation_problem(segm, h, w, counts_checked)
     if problem:
         raise ValueError(problem)
     if isinstance(segm, list):
@@ -147,11 +147,28 @@ def _to_rle(segm: Any, hw: tuple[int, int] | None) -> dict:
     return segm
 
 
+def _compressed_ok(segms: list) -> np.ndarray:
+    """bool per record: a compressed RLE whose runs the validator checked in one batch (others: False)."""
+    rows, texts, areas = [], [], []
+    for i, segm in enumerate(segms):
+        if isinstance(segm, dict) and isinstance(segm.get("counts"), (str, bytes)):
+            size = segm.get("size")
+            if isinstance(size, list) and len(size) == 2 and all(is_size(v) for v in size):
+                rows.append(i)
+                texts.append(segm["counts"])
+                areas.append(int(size[0]) * int(size[1]))
+    ok = np.zeros(len(segms), dtype=bool)
+    if rows:
+        ok[rows] = ~compressed_counts_bad(texts, areas)
+    return ok
+
+
 def _rles(segms: list, img: np.ndarray, sizes: list, path: str | None, label: str) -> list:
     out = []
+    checked = _compressed_ok(segms)
     for i, (segm, im) in enumerate(zip(segms, img)):
         try:
-            out.append(_to_rle(segm, sizes[im]))
+            out.append(_to_rle(segm, sizes[im], bool(checked[i])))
         except (ValueError, TypeError, IndexError, OverflowError) as err:
             raise EvaluationError(f"malformed 'segmentation': {err}", path=path, record=f"{label} {i}") from None
     return out

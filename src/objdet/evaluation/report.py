@@ -92,7 +92,7 @@ def _table(head: list[str], rows: list[list[str]], sortable: bool = False, table
 
 def _per_class_rows(ev: CocoEvaluation) -> list[list[str]]:
     per = ev.per_class()
-    recall = ev.arrays.recall[:, :, 0, -1]  # [T, K], area all, largest maxDets
+    recall = ev.curves.recall[:, :, 0, -1]  # [T, K], area all, largest maxDets
     objects = np.bincount(ev.gt.cat[~ev.gt.crowd], minlength=len(ev.gt.cat_ids))
     dets = np.bincount(ev.dt.cat, minlength=len(ev.gt.cat_ids))
     rows = []
