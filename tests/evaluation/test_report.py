@@ -105,3 +105,21 @@ def test_keypoint_report_leaves_out_what_is_defined_for_boxes_only(tmp_path):
     gt, dt = keypoint_case(2, 4, False)
     page = write_report(gt, [dt], tmp_path / "r.html", iou_type="keypoints").read_text()
     assert "not keypoints" in page and "Confusion matrix" not in page and "Calibration" in page
+
+
+def test_eval_of_a_model_writes_the_report_with_the_data_sets_pictures(tmp_path, capsys):
+    """`objdet eval --model CKPT --data SPEC --report OUT`: galleries drawn from the data set's own images."""
+    sys.path.insert(0, str(Path(__file__).parents[1] / "engine"))
+    import engine_toys  # noqa: F401  (registers the zoo model `toy`)
+    from objdet.data.coco import write_coco_dataset
+    from objdet.data.shapes import ShapesDataset
+
+    ann, images = write_coco_dataset(ShapesDataset("train", length=4, image_size=64), tmp_path / "coco")
+    spec = f"coco:{ann}:{images}"
+    assert cli.main(["train", "--model", "toy", "--data", spec, "--out", str(tmp_path / "run"), "--batch-size", "2",
+                     "--epochs", "1", "--eval-every", "0", "--no-progress"]) == 0
+    assert cli.main(["eval", "--model", str(tmp_path / "run" / "last.pt"), "--data", spec,
+                     "--report", str(tmp_path / "r.html")]) == 0
+    assert "wrote the report" in capsys.readouterr().out
+    page = (tmp_path / "r.html").read_text()
+    assert "Worst false positives" in page and "data:image/jpeg" in page and "could not be read" not in page
