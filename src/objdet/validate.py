@@ -31,6 +31,7 @@ import numpy as np
 from objdet.errors import AnnotationError, DataError
 
 CLIP_TOLERANCE = 1.0  # pixels a box may stick out of the image before a warning is given
+_CHARS_PER_BATCH = 1 << 20  # compressed RLE characters decoded at once
 
 
 class DataWarning(UserWarning):
@@ -131,6 +132,20 @@ def compressed_counts_bad(texts: Sequence[str | bytes], areas: Sequence[int]) ->
     '0'..'o', a string ending inside a value, a value of more than 12 characters, a negative run or
     one beyond the area, or runs that do not add up to it.
     """
+    texts, areas = list(texts), list(areas)
+    bad, lo = np.zeros(len(texts), dtype=bool), 0
+    while lo < len(texts):  # batches of about a million characters bound the memory
+        hi, size = lo, 0
+        while hi < len(texts) and (size < _CHARS_PER_BATCH or hi == lo):
+            size += len(texts[hi])
+            hi += 1
+        bad[lo:hi] = _counts_bad(texts[lo:hi], areas[lo:hi])
+        lo = hi
+    return bad
+
+
+def _counts_bad(texts: Sequence[str | bytes], areas: Sequence[int]) -> np.ndarray:
+    """`compressed_counts_bad` for one batch."""
     raw = [t.encode("latin-1", "replace") if isinstance(t, str) else bytes(t) for t in texts]
     n_str = len(raw)
     lengths = np.array([len(r) for r in raw], dtype=np.int64)
