@@ -3,6 +3,7 @@ faster-coco-eval and pycocotools, on generated workloads.
 
     .venv/bin/python bench/eval_coco.py                     # bbox 2000 images, segm 300, bbox 5000 x ~100 dets
     .venv/bin/python bench/eval_coco.py --workloads bbox --repeats 1
+    .venv/bin/python bench/eval_coco.py --stages bbox       # where objdet's time goes, step by step
 
 Each run is one child process from start to exit (interpreter start, imports, json reading, the 12
 stats, printing): wall time and peak resident memory (`wait4`'s ru_maxrss of that child). The tools
@@ -149,12 +150,53 @@ def run_workload(name: str, repeats: int, tools: list[str], workdir: Path) -> li
     return rows
 
 
+def stages(name: str, workdir: Path) -> None:
+    """objdet's evaluation of one workload in this process, timed step by step (after `import numpy`)."""
+    iou, n_images, background = WORKLOADS[name]
+    gt, dt = make_workload(n_images, segm=iou == "segm", background=background)
+    (workdir / "gt.json").write_text(json.dumps(gt))
+    (workdir / "dt.json").write_text(json.dumps(dt))
+    del gt, dt
+    sys.path.insert(0, str(ROOT / "src"))
+    from objdet.evaluation import coco, records
+    from objdet.io import load_json
+
+    spent: dict[str, float] = {}
+
+    def timed(label: str, fn):  # noqa: ANN001, ANN202
+        def run(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            start = time.perf_counter()
+            out = fn(*args, **kwargs)
+            spent[label] = spent.get(label, 0.0) + time.perf_counter() - start
+            return out
+        return run
+
+    raw_gt = timed("json parsing (orjson)", load_json)(workdir / "gt.json")
+    raw_dt = timed("json parsing (orjson)", load_json)(workdir / "dt.json")
+    truth = timed("records: ground truth to columns", records.load_ground_truth)(raw_gt, iou)
+    inside = ("records: detections to columns", "overlaps of same-(image, class) pairs", "greedy matching",
+              "accumulation")
+    for label, attr in zip(inside, ("load_detections", "_overlaps", "greedy_match", "accumulate")):
+        setattr(coco, attr, timed(label, getattr(coco, attr)))
+    start = time.perf_counter()
+    coco.evaluate(truth, raw_dt, iou)
+    spent["other steps of evaluate"] = time.perf_counter() - start - sum(spent[k] for k in inside)
+    print(f"{name}, load average {os.getloadavg()[0]:.1f}:")
+    for label, seconds in spent.items():
+        print(f"  {label:<40} {seconds:6.3f} s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=list(WORKLOADS))
     parser.add_argument("--tools", nargs="+", default=list(TOOLS), choices=list(TOOLS))
     parser.add_argument("--repeats", type=int, default=3, help="runs per tool: the fastest time, the median peak")
+    parser.add_argument("--stages", choices=list(WORKLOADS), help="only time objdet's steps on this workload")
     args = parser.parse_args()
+    if args.stages:
+        with tempfile.TemporaryDirectory() as tmp:
+            stages(args.stages, Path(tmp))
+        return
     print(f"load average before: {os.getloadavg()[0]:.1f}")
     print("| workload | tool | time | peak memory | time / hotcoco | memory / hotcoco |")
     print("|---|---|---|---|---|---|")
