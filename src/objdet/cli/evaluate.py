@@ -7,7 +7,7 @@ errors, compare two result files, or run a checkpoint over a data set and score 
 from __future__ import annotations
 
 import argparse
-from typing import Any, Callable
+from typing import Any
 
 from objdet.errors import ConfigError
 
@@ -34,18 +34,6 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", metavar="SPEC", help="data set for --model (default split: val of shapes, test of voc)")
     p.add_argument("--save-dt", metavar="DT.json", help="with --model: also write its COCO results here")
     p.set_defaults(run=run)
-
-
-def dataset_images(dataset: Any) -> Callable[[dict], Any]:
-    """An image source for `write_report` from an objdet data set: image record -> PIL image."""
-    from objdet.data.image import to_pil
-
-    index = {dataset.image_info(i)["id"]: i for i in range(len(dataset))}
-
-    def read(record: dict) -> Any:
-        return to_pil(dataset.load(index[record["id"]])[0])
-
-    return read
 
 
 def model_results(checkpoint_path: str, spec: str | None, save_dt: str | None) -> tuple[dict, list, Any]:
@@ -100,6 +88,8 @@ def run(args: argparse.Namespace) -> int:
         gt, records, dataset = model_results(args.model, args.data, args.save_dt)
         dts = [records]
         if args.report and images is None:
+            from objdet.evaluation.gallery import dataset_images
+
             images = dataset_images(dataset)
     elif args.gt and args.dt:
         gt, dts = args.gt, args.dt

@@ -10,7 +10,7 @@ import base64
 import io
 import os
 from dataclasses import dataclass
-from typing import Callable, Union
+from typing import Any, Callable, Union
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -112,3 +112,16 @@ def missed_objects(ev: CocoEvaluation, errors: ErrorAnalysis, read: ImageReader,
         if len(tiles) == count:
             break
     return tiles
+
+
+def dataset_images(dataset: Any) -> Callable[[dict], Image.Image]:
+    """An image source for the report from an objdet data set (`image_info(i)`, `load(i)` giving a
+    [3, H, W] image in 0..1): image record -> PIL image. Reads the tensor through numpy, so this module
+    stays free of torch."""
+    index = {dataset.image_info(i)["id"]: i for i in range(len(dataset))}
+
+    def read(record: dict) -> Image.Image:
+        pixels = np.asarray(dataset.load(index[record["id"]])[0], dtype=np.float32).transpose(1, 2, 0)
+        return Image.fromarray((pixels.clip(0, 1) * 255).round().astype(np.uint8))
+
+    return read

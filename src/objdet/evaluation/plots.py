@@ -88,7 +88,8 @@ def pr_figure(ev: CocoEvaluation, category: int | None = None) -> Figure:
         if (precision > -1).any():
             ax.plot(recall, precision, label=f"IoU={iou:.2f}")
     ax.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="recall", ylabel="precision", title=f"PR: {name}")
-    ax.legend(loc="lower left")
+    if ax.lines:
+        ax.legend(loc="lower left")
     fig.tight_layout()
     return fig
 
