@@ -15,7 +15,7 @@ from torchvision.ops import box_convert
 
 from objdet.data.coco import CocoDataset, dataset_to_coco, to_coco_results
 from objdet.io import save_json
-from objdet.validate import DataWarning
+from objdet.data.validate import DataWarning
 from objdet.errors import AnnotationError, DataError, ImageError
 
 H, W = 24, 32

@@ -12,7 +12,7 @@ import torch
 from torchvision.ops import clip_boxes_to_image
 
 from objdet.data.coco import CocoDataset
-from objdet.validate import DataWarning
+from objdet.data.validate import DataWarning
 from objdet.evaluation.coco import evaluate_coco
 from objdet.errors import AnnotationError, EvaluationError
 
