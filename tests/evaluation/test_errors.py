@@ -122,7 +122,9 @@ def test_real_format_files_read_by_tidecv_itself(tmp_path, iou_type):
 
 
 def test_per_class_changes_average_to_the_overall_ones():
+    """Without score ties the rebuilt lists rank as the original, so the class means are the overall dAPs."""
     gt, dt = dense_case(5, per_img=60)
+    dt = [dict(d, score=(i + 1) / (len(dt) + 1)) for i, d in enumerate(dt)]
     result = analyse_errors(gt, dt)
     rows = result.per_class.values()
     assert np.mean([r["AP"] for r in rows]) == pytest.approx(result.ap, abs=1e-12)
@@ -130,6 +132,28 @@ def test_per_class_changes_average_to_the_overall_ones():
         mean = np.mean([r[key] for r in rows])
         expected = max(mean, 0.0) if key not in ("FalsePos", "FalseNeg") else mean
         assert result.errors[key] == pytest.approx(expected, abs=1e-12), key
+
+
+def test_a_class_without_errors_of_a_kind_shows_zero_for_it():
+    gt, dt = dense_case(5, per_img=60)  # many score ties
+    result = analyse_errors(gt, dt)
+    for k, name in enumerate(result.per_class):
+        cat = [c["name"] for c in gt["categories"]].index(name)
+        for e, key in enumerate(("Cls", "Loc", "Both", "Dupe", "Bkg")):
+            rows = np.flatnonzero(result.outcome == e)
+            if not np.isin(rows, [i for i, d in enumerate(dt) if d["category_id"] == cat + 1]).any() and key != "Cls":
+                assert result.per_class[name][key] == 0.0, (name, key)
+
+
+def test_no_objects_or_no_detections():
+    """Where tidecv divides by zero (a fix leaves no class to average), the fix counts 0."""
+    gt, dt = dense_case(3)
+    nothing_found = analyse_errors(gt, [])
+    assert nothing_found.ap == 0.0 and set(nothing_found.errors.values()) == {0.0}
+    assert nothing_found.missed.sum() == sum(not a["iscrowd"] for a in gt["annotations"])
+    nothing_there = analyse_errors(dict(gt, annotations=[]), dt)
+    assert nothing_there.counts["Bkg"] == len(dt) - np.count_nonzero(nothing_there.outcome == -2)
+    assert set(nothing_there.errors.values()) == {0.0}
 
 
 def test_counts_and_outcomes_agree():

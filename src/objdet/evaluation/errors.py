@@ -16,8 +16,12 @@ runs it as the oracle). Its definitions, which other reimplementations change:
   object's class) and drop the others, Dupe, Bkg and Both drop the detection, Miss drops the object.
   Fixed lists are rebuilt errors first, then true positives, which moves score ties; that is why
   tidecv clips. FalsePos scores true positives 1 and false ones 0; FalseNeg drops every unmatched
-  object; these two are not clipped.
-Values here are fractions (tidecv prints percent), on the scale of `evaluate_coco`.
+  object; these two are not clipped. A fix that leaves no class to average (no objects at all, or
+  none left) counts 0, where tidecv divides by zero.
+Values here are fractions (tidecv prints percent), on the scale of `evaluate_coco`. tidecv has no
+per-class breakdown; objdet's is each class's AP after the fix minus its AP on the same list rebuilt
+with nothing fixed, so a class without errors of a kind shows exactly 0 (not a tie artifact) and, with
+no score ties, the overall dAP is the mean of the per-class ones clipped at 0.
 """
 
 from __future__ import annotations
@@ -48,7 +52,7 @@ class ErrorAnalysis:
 
     ap: float  # TIDE's AP at pos_thresh
     errors: dict[str, float]  # dAP per error type, ERROR_KEYS
-    per_class: dict[str, dict[str, float]]  # class name -> {"AP", *ERROR_KEYS}: that class's AP change (not clipped)
+    per_class: dict[str, dict[str, float]]  # class name -> {"AP", *ERROR_KEYS}: AP, AP changes (see the module doc)
     counts: dict[str, int]  # how many errors of each main type
     outcome: np.ndarray  # int [D] per detection row: TRUE_POSITIVE, 0..4 (MAIN_ERRORS index) or UNSCORED
     ignored: np.ndarray  # bool [D]: in a same-class crowd region, left out of AP
@@ -193,7 +197,9 @@ class _Tide:
         target = np.where(code == _LOC, same_at, np.where(code == _CLS, other_at, -1))
 
         # Cls/Loc errors at a free object: only the highest-scored one (first on ties) would become its match
-        fixable = np.flatnonzero((target >= 0) & ~used[np.maximum(target, 0)])
+        at_free = np.zeros(n_v, dtype=bool)
+        at_free[target >= 0] = ~used[target[target >= 0]]
+        fixable = np.flatnonzero(at_free)
         usable = np.zeros(n_g, dtype=bool)
         usable[target[fixable]] = True
         o = fixable[np.lexsort((fixable, -self.v_score[fixable], target[fixable]))]
@@ -218,8 +224,10 @@ class _Tide:
             return _class_aps(cls[points], score[points], correct[points], order[points], pos, touched)
 
         base = aps(tp | fp, self.v_cls, self.v_score, tp, n_pos, rebuilt=False)
+        rebuilt = aps(tp | fp, self.v_cls, self.v_score, tp, n_pos)  # per-class baseline: nothing fixed
         ap = _mean(base)
-        fixed_cls = np.where(code == _CLS, g_cls[np.maximum(target, 0)], self.v_cls)
+        fixed_cls = self.v_cls.copy()  # a fixed Cls error counts for its object's class
+        fixed_cls[code == _CLS] = g_cls[target[code == _CLS]]
         variants = {}
         for e, name in enumerate(MAIN_ERRORS):
             if name == "Miss":
@@ -238,7 +246,7 @@ class _Tide:
         per_class = {}
         for k in np.flatnonzero(~np.isnan(base)):
             row = {"AP": base[k] / 100}
-            row.update({name: (np.nan_to_num(values[k]) - base[k]) / 100 for name, values in variants.items()})
+            row.update({name: (np.nan_to_num(values[k]) - rebuilt[k]) / 100 for name, values in variants.items()})
             per_class[truth.cat_names[k]] = row
 
         n_dt, n_gt = len(self.found.score), len(truth.cat)
