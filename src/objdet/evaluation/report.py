@@ -117,6 +117,9 @@ def _errors_section(ev: CocoEvaluation, reader: ImageReader | None, tag: str) ->
     class_rows = [[f"<td>{_e(name)}</td>", _num(row["AP"])] + [_num(row[k], 4, signed=True) for k in MAIN_ERRORS]
                   for name, row in errors.per_class.items()]
     parts += ["<h3>Per class (AP change when that error is fixed)</h3>",
+              "<p class='note'>Measured against the same ranking rebuilt with nothing fixed, as tidecv "
+              "rebuilds it for each fix; with tied scores this baseline can differ slightly from the AP "
+              "above, so class numbers need not average to the overall ones.</p>",
               _table(["class", "AP@.5"] + list(MAIN_ERRORS), class_rows, sortable=True, table_id=f"errors-{tag}")]
     if reader is None:
         parts.append("<p class='note'>No images given (--images DIR): galleries left out.</p>")
