@@ -1,4 +1,4 @@
-"""JSON files for data sets, results and evaluation: one reader and one atomic writer.
+"""JSON files for data sets, results and evaluation: one reader and atomic writers (json, text).
 
 Reading uses orjson when it is installed (3-5x faster on large COCO files) and the standard library
 otherwise; both give the same Python objects. A missing or malformed file raises the caller's error
@@ -48,16 +48,24 @@ def load_json(path: str | os.PathLike, what: str = "json", error: type[ObjdetErr
         raise error(f"cannot read the {what} file: malformed json, nested too deeply", path=path) from None
 
 
-def save_json(obj: Any, path: str | os.PathLike) -> Path:
-    """Write `obj` as json atomically (temp file in the same folder, then rename); returns the path."""
+def save_text(text: str, path: str | os.PathLike) -> Path:
+    """Write `text` (utf-8) atomically: a temp file in the same folder, then a rename; returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(obj, f)
+            f.write(text)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide the file from other users
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def save_json(obj: Any, path: str | os.PathLike) -> Path:
+    """Write `obj` as json atomically (temp file in the same folder, then rename); returns the path."""
+    return save_text(json.dumps(obj), path)

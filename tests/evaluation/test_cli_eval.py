@@ -44,7 +44,7 @@ def test_per_class_and_plots(tmp_path, capsys):
         assert any(line.startswith(cat["name"] + " ") for line in text.splitlines())
     assert "best F1" in text
     assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == [
-        "confusion_matrix.png", "pr_001_c0.png", "pr_002_c1.png", "pr_all.png"]
+        "confusion_matrix.png", "pr_001_c0.png", "pr_002_c1.png", "pr_all.png", "reliability.png"]
 
 
 def test_bad_detection_file_is_a_clear_error(tmp_path, capsys):

@@ -8,7 +8,8 @@ import pytest
 from PIL import Image
 
 from objdet.evaluation.coco import evaluate
-from objdet.evaluation.plots import best_f1, confusion_matrix, pr_curve, write_plots
+from objdet.evaluation.calibration import best_f1
+from objdet.evaluation.plots import confusion_matrix, pr_curve, write_plots
 from evaluation.cocogen import random_case
 from evaluation.pycoco import pycocotools_eval
 
@@ -98,7 +99,8 @@ def test_confusion_matrix_matches_plain_loops(seed, iou, score):
 def test_write_plots_makes_readable_pngs(tmp_path):
     gt, dt = random_case(10, 4, 2, 0.0, False)
     paths = write_plots(evaluate(gt, dt), tmp_path)
-    assert {p.name for p in paths} == {"pr_all.png", "pr_001_c0.png", "pr_002_c1.png", "confusion_matrix.png"}
+    assert {p.name for p in paths} == {"pr_all.png", "pr_001_c0.png", "pr_002_c1.png", "confusion_matrix.png",
+                                       "reliability.png"}
     for p in paths:
         with Image.open(p) as im:
             assert im.format == "PNG" and im.width > 100 and im.height > 100

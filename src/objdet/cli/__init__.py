@@ -14,7 +14,7 @@ from typing import Sequence
 from objdet.errors import ObjdetError
 
 # sub-command modules in the order `objdet --help` lists them
-COMMANDS = ("demo", "train", "evaluate", "predict", "export", "convert", "data", "ablate")
+COMMANDS = ("demo", "train", "evaluate", "report", "predict", "export", "convert", "data", "ablate")
 
 
 def build_parser() -> argparse.ArgumentParser:

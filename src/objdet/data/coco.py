@@ -10,7 +10,7 @@ Bad input, checked when the file is opened so a long run never dies half way:
   width or height -> DataError; duplicated image, annotation or category ids, an annotation for an
   unknown image or category, a malformed segmentation or keypoint list -> AnnotationError;
 * an image file_name that escapes the image folder (`../x`, absolute) -> DataError;
-* boxes follow the policy of `objdet.data.validate` (errors for negative or outside boxes,
+* boxes follow the policy of `objdet.validate` (segmentations too; errors for negative or outside boxes,
   clip for boxes sticking out, skip for zero-size boxes);
 * repairs, counted in one DataWarning (`objdet.data.repair`; each an AnnotationError under `strict`):
   boxes clipped by more than a pixel, zero-size boxes dropped, an image width or height of 0 or
@@ -33,35 +33,10 @@ from objdet.data.image import MAX_PIXELS, image_size, read_image, to_pil
 from objdet.data.masks import decode_segmentation, encode_mask, instance_masks, keypoint_array
 from objdet.data.records import positive_size
 from objdet.data.repair import FileFinder, Repairs
-from objdet.data.validate import check_unique, inside_root, is_finite_number, polygon_problem
+from objdet.validate import check_unique, inside_root, is_finite_number, segmentation_problem
 from objdet.errors import AnnotationError, DataError, ImageError
 from objdet.io import load_json, save_json
 
-
-
-def _check_segmentation(segm: Any, height: int, width: int, *, path: object, record: object) -> None:
-    """Refuse segmentations pycocotools would crash on, hang on or misread."""
-    if isinstance(segm, list):
-        problem = polygon_problem(segm, height, width)
-        if problem:
-            raise AnnotationError(problem, path=path, record=record)
-    elif isinstance(segm, dict):
-        counts = segm.get("counts")
-        if not isinstance(counts, (str, list)) or segm.get("size") != [height, width]:
-            raise AnnotationError(
-                f"RLE segmentation needs counts (a string or a list) and size == [{height}, {width}]",
-                path=path, record=record,
-            )
-        if isinstance(counts, list) and not (
-            all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts)
-            and sum(counts) == height * width
-        ):
-            raise AnnotationError(
-                f"uncompressed RLE counts must be non-negative integers summing to {height * width}",
-                path=path, record=record,
-            )
-    else:
-        raise AnnotationError("segmentation must be polygons or RLE", path=path, record=record)
 
 
 def _decodes(segm: list | dict, height: int, width: int) -> bool:
@@ -205,7 +180,9 @@ class CocoDataset(DetectionDataset):
             return None
         segm = ann.get("segmentation")
         if segm:
-            _check_segmentation(segm, h, w, path=path, record=record)
+            problem = segmentation_problem(segm, h, w)
+            if problem:
+                raise AnnotationError(problem, path=path, record=record)
         kps = ann.get("keypoints")
         if kps is not None and (not isinstance(kps, list) or len(kps) % 3
                                 or (self.keypoint_names and len(kps) != 3 * len(self.keypoint_names))

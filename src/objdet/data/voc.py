@@ -18,7 +18,7 @@ named with another extension or letter case is found, class names differing in c
 Safety: xml is parsed by expat with DOCTYPE and entity declarations refused (no entity expansion
 attacks) -> DataError. Malformed xml, a missing <bndbox>, unknown split, duplicated ids in a split
 file or a file name escaping the image folder -> DataError / AnnotationError naming the file and
-record; boxes follow `objdet.data.validate`'s policy.
+record; boxes follow `objdet.validate`'s policy.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from xml.parsers import expat
 from objdet.data.base import Transform
 from objdet.data.image import MAX_PIXELS
 from objdet.data.records import RecordDataset
-from objdet.data.validate import check_unique, inside_root
+from objdet.validate import check_unique, inside_root
 from objdet.errors import AnnotationError, DataError
 
 

@@ -40,11 +40,13 @@ def _first_reaching(cum: np.ndarray, needed: np.ndarray) -> np.ndarray:
 
 
 def accumulate(cat: np.ndarray, img: np.ndarray, rank: np.ndarray, score: np.ndarray, tp: np.ndarray, fp: np.ndarray,
-               npig: np.ndarray, max_dets: list[int], rec_thrs: np.ndarray) -> Accumulated:
+               npig: np.ndarray, max_dets: list[int], rec_thrs: np.ndarray, curves: bool = True) -> Accumulated:
     """Accumulate matched detections into pycocotools' precision/recall/scores arrays.
 
     cat, img, rank, score [N] describe the detections; tp, fp [A, T, N] say whether each counts as a
     true or false positive (neither when ignored); npig [K, A] counts non-ignored ground truth.
+    Without `curves`, precision and scores are filled for the largest maxDets only (all that the
+    summary stats read; recall is filled everywhere), which halves the work.
     """
     n_area, n_thr, _ = tp.shape
     n_cat = npig.shape[0]
@@ -64,13 +66,16 @@ def accumulate(cat: np.ndarray, img: np.ndarray, rank: np.ndarray, score: np.nda
         for m, max_det in enumerate(max_dets):
             sel = ranked[rank[ranked] < max_det]
             n = len(sel)
+            if not curves and m < n_max - 1:  # recall only: true positives found over those to find
+                recall[:, k, areas, m] = (tp[:, :, sel][areas].sum(axis=2) / n_gt[:, None]).T
+                continue
             if n == 0:
                 recall[:, k, areas, m] = 0.0
                 precision[:, :, k, areas, m] = 0.0
                 scores[:, :, k, areas, m] = 0.0
                 continue
-            tp_cum = np.cumsum(tp[areas][:, :, sel], axis=2)
-            fp_cum = np.cumsum(fp[areas][:, :, sel], axis=2).astype(np.float64)
+            tp_cum = np.cumsum(tp[:, :, sel][areas], axis=2)
+            fp_cum = np.cumsum(fp[:, :, sel][areas], axis=2).astype(np.float64)
             tp_f = tp_cum.astype(np.float64)
             rc_last = tp_f[:, :, -1] / n_gt[:, None]
             pr = tp_f / (fp_cum + tp_f + eps)

@@ -9,7 +9,7 @@ truth) instead of failing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -74,8 +74,18 @@ class CocoEvaluation:
     tp: np.ndarray  # bool [A, T, len(kept)]
     fp: np.ndarray  # bool [A, T, len(kept)]
     npig: np.ndarray  # int [K, A] non-ignored ground truth per category and area range
-    arrays: Accumulated
+    curves: Accumulated  # precision and scores of the largest maxDets, recall of all: what the stats read
     stats: dict[str, float]
+    _arrays: Accumulated | None = None
+
+    @property
+    def arrays(self) -> Accumulated:
+        """pycocotools' full `eval` arrays (precision and scores for every maxDets too), made on first use."""
+        if self._arrays is None:
+            p, kept = self.params, self.kept
+            self._arrays = accumulate(self.dt.cat[kept], self.dt.img[kept], self.rank, self.dt.score[kept], self.tp,
+                                      self.fp, self.npig, p.max_dets, p.rec_thrs)
+        return self._arrays
 
     def summary_lines(self) -> list[str]:
         """The summary exactly as pycocotools' `COCOeval.summarize()` prints it."""
@@ -115,7 +125,7 @@ class CocoEvaluation:
         p = self.params
         a = p.area_labels.index(area)
         m = max_index % len(p.max_dets)
-        arr = self.arrays.precision if is_ap else self.arrays.recall
+        arr = self.curves.precision if is_ap else self.curves.recall
         if thr is not None:
             arr = arr[np.where(thr == p.iou_thrs)[0]]
         return arr[..., a, m]
@@ -177,12 +187,24 @@ def _overlaps(gt: GroundTruth, dt: Detections, gt_order: np.ndarray, kept: np.nd
     return tuple(np.concatenate(column) for column in zip(*parts))  # type: ignore[return-value]
 
 
+def _area_bounds(params: CocoParams) -> tuple[np.ndarray, np.ndarray]:
+    return (np.array([r[0] for r in params.area_rngs])[:, None], np.array([r[1] for r in params.area_rngs])[:, None])
+
+
+def ignored_gt(truth: GroundTruth, params: CocoParams) -> np.ndarray:
+    """bool [A, G]: ground truth (file order) each area range ignores (crowd, unlabelled keypoints, area outside)."""
+    lo, hi = _area_bounds(params)
+    return truth.ignore[None, :] | (truth.area[None, :] < lo) | (truth.area[None, :] > hi)
+
+
 def evaluate(gt: Any, dt: Any, iou_type: str = "bbox", params: CocoParams | None = None) -> CocoEvaluation:
-    """Run the whole COCO evaluation; `gt` a COCO dict or path, `dt` a result list or path."""
-    params = params or CocoParams.for_type(iou_type)
+    """Run the whole COCO evaluation; `gt` a COCO dict, path or loaded `GroundTruth`, `dt` a result list or path.
+
+    Nothing given is modified (params, the ground-truth dict, the result list)."""
+    params = replace(params) if params is not None else CocoParams.for_type(iou_type)  # the caller's stays as it was
     if params.iou_type != iou_type:
         raise EvaluationError(f"params are for {params.iou_type!r}, not {iou_type!r}")
-    truth = load_ground_truth(gt, iou_type)
+    truth = gt if isinstance(gt, GroundTruth) else load_ground_truth(gt, iou_type)
     found = load_detections(dt, truth, iou_type)
     if iou_type == "keypoints":
         if params.kpt_sigmas is None:
@@ -193,10 +215,8 @@ def evaluate(gt: Any, dt: Any, iou_type: str = "bbox", params: CocoParams | None
     gt_order, kept, rank, kept_key = _pairs(truth, found, max_dets[-1])
     e_det, e_gt, e_iou = _overlaps(truth, found, gt_order, kept, kept_key, params)
 
-    lo = np.array([r[0] for r in params.area_rngs])[:, None]
-    hi = np.array([r[1] for r in params.area_rngs])[:, None]
-    g_area = truth.area[gt_order][None, :]
-    g_ignore = truth.ignore[gt_order][None, :] | (g_area < lo) | (g_area > hi)  # [A, G]
+    lo, hi = _area_bounds(params)
+    g_ignore = ignored_gt(truth, params)[:, gt_order]  # [A, G]
     d_area = found.area[kept][None, :]
     d_outside = (d_area < lo) | (d_area > hi)  # [A, N]
     match = greedy_match(rank, e_det, e_gt, e_iou, truth.crowd[gt_order], g_ignore, params.iou_thrs)
@@ -212,8 +232,9 @@ def evaluate(gt: Any, dt: Any, iou_type: str = "bbox", params: CocoParams | None
     n_cat = len(truth.cat_ids)
     g_cat = truth.cat[gt_order]
     npig = np.stack([np.bincount(g_cat[~ig], minlength=n_cat) for ig in g_ignore], axis=1) if n_cat else np.zeros((0, len(lo)), int)
-    arrays = accumulate(found.cat[kept], found.img[kept], rank, found.score[kept], tp, fp, npig, max_dets, params.rec_thrs)
-    result = CocoEvaluation(params, truth, found, kept, rank, tp, fp, npig, arrays, {})
+    curves = accumulate(found.cat[kept], found.img[kept], rank, found.score[kept], tp, fp, npig, max_dets,
+                        params.rec_thrs, curves=False)
+    result = CocoEvaluation(params, truth, found, kept, rank, tp, fp, npig, curves, {})
     for name, is_ap, thr, area, mi in result._spec():
         result.stats[name] = _mean_defined(result._select(is_ap, thr, area, mi))
     return result

@@ -1,8 +1,7 @@
-"""Beyond the 12 numbers: precision/recall curves, a confusion matrix, the best-F1 score threshold per class.
+"""Beyond the 12 numbers: precision/recall curves, a confusion matrix, a reliability diagram.
 
 All are read from one `CocoEvaluation`, so they agree with its stats: PR curves are pycocotools'
-interpolated precision at the 101 recall points (area "all", largest maxDets), best-F1 thresholds use
-the same matches. The confusion matrix is class-agnostic box matching per image (greedy by IoU, one
+interpolated precision at the 101 recall points (area "all", largest maxDets). The confusion matrix is class-agnostic box matching per image (greedy by IoU, one
 to one, crowd ground truth left out) of detections above a score threshold, with a background row
 (detections that found nothing) and column (objects nobody found). PNGs are drawn with matplotlib's
 Agg canvas, without pyplot's global state.
@@ -10,6 +9,7 @@ Agg canvas, without pyplot's global state.
 
 from __future__ import annotations
 
+import io
 import re
 from pathlib import Path
 
@@ -17,17 +17,10 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from objdet.evaluation.accumulate import ranked_by_score
+from objdet.evaluation.calibration import Calibration, calibration, threshold_index
 from objdet.evaluation.coco import CocoEvaluation
 from objdet.evaluation.overlap import xywh_to_xyxy, xyxy_iou_pairs
 from objdet.evaluation.pairs import group_cross, key_ranges
-
-
-def _threshold_index(ev: CocoEvaluation, iou: float) -> int:
-    found = np.flatnonzero(np.isclose(ev.params.iou_thrs, iou))
-    if found.size == 0:
-        raise ValueError(f"IoU {iou} is not one of the evaluated thresholds {ev.params.iou_thrs.tolist()}")
-    return int(found[0])
 
 
 def pr_curve(ev: CocoEvaluation, iou: float = 0.5, category: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -35,41 +28,13 @@ def pr_curve(ev: CocoEvaluation, iou: float = 0.5, category: int | None = None) 
 
     Precision is -1 where a category has no ground truth; the average skips those.
     """
-    t = _threshold_index(ev, iou)
-    precision = ev.arrays.precision[t, :, :, 0, -1]  # [R, K]
+    t = threshold_index(ev, iou)
+    precision = ev.curves.precision[t, :, :, 0, -1]  # [R, K]
     if category is not None:
         return ev.params.rec_thrs, precision[:, category]
     defined = precision > -1
     mean = np.where(defined.any(axis=1), np.where(defined, precision, 0).sum(axis=1) / np.maximum(defined.sum(axis=1), 1), -1)
     return ev.params.rec_thrs, mean
-
-
-def best_f1(ev: CocoEvaluation, iou: float = 0.5) -> dict[str, dict[str, float]]:
-    """Per category name: the score threshold (keep scores >= it) maximising F1, with F1, precision, recall.
-
-    Only thresholds at the end of a run of equal scores are candidates, since a threshold keeps all
-    of them. A category without ground truth or detections is left out.
-    """
-    t = _threshold_index(ev, iou)
-    cat, img, score = ev.dt.cat[ev.kept], ev.dt.img[ev.kept], ev.dt.score[ev.kept]
-    out = {}
-    for k, ranked in enumerate(ranked_by_score(cat, img, ev.rank, score, len(ev.gt.cat_ids))):
-        ranked = ranked[ev.rank[ranked] < max(ev.params.max_dets)]
-        n_gt = ev.npig[k, 0]
-        if n_gt == 0 or len(ranked) == 0:
-            continue
-        tp = np.cumsum(ev.tp[0, t, ranked]).astype(np.float64)
-        fp = np.cumsum(ev.fp[0, t, ranked]).astype(np.float64)
-        s = score[ranked]
-        ends = np.flatnonzero(np.r_[s[1:] != s[:-1], True])
-        tp, fp = tp[ends], fp[ends]
-        f1 = 2 * tp / np.maximum(tp + fp + n_gt, 1e-12)
-        i = int(np.argmax(f1))
-        out[ev.gt.cat_names[k]] = {
-            "score": float(s[ends[i]]), "f1": float(f1[i]),
-            "precision": float(tp[i] / max(tp[i] + fp[i], 1.0)), "recall": float(tp[i] / n_gt),
-        }
-    return out
 
 
 def confusion_matrix(ev: CocoEvaluation, iou: float = 0.5, score: float = 0.25) -> np.ndarray:
@@ -101,8 +66,32 @@ def _save(fig: Figure, path: Path) -> Path:
     return path
 
 
+def png_bytes(fig: Figure, dpi: int = 100) -> bytes:
+    """A figure as PNG bytes (for pages that embed their pictures)."""
+    FigureCanvasAgg(fig)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    return buffer.getvalue()
+
+
 def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "class"
+
+
+def pr_figure(ev: CocoEvaluation, category: int | None = None) -> Figure:
+    """PR curves at IoU .50 and .75 of one category index, or of the mean over categories (None)."""
+    name = "all classes" if category is None else ev.gt.cat_names[category]
+    fig = Figure(figsize=(4.5, 4))
+    ax = fig.add_subplot()
+    for iou in (0.5, 0.75):
+        recall, precision = pr_curve(ev, iou, category)
+        if (precision > -1).any():
+            ax.plot(recall, precision, label=f"IoU={iou:.2f}")
+    ax.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="recall", ylabel="precision", title=f"PR: {name}")
+    if ax.lines:
+        ax.legend(loc="lower left")
+    fig.tight_layout()
+    return fig
 
 
 def plot_pr_curves(ev: CocoEvaluation, out_dir: str | Path) -> list[Path]:
@@ -111,22 +100,13 @@ def plot_pr_curves(ev: CocoEvaluation, out_dir: str | Path) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for k, name in [(None, "all classes")] + list(enumerate(ev.gt.cat_names)):
-        fig = Figure(figsize=(4.5, 4))
-        ax = fig.add_subplot()
-        for iou in (0.5, 0.75):
-            recall, precision = pr_curve(ev, iou, k)
-            if (precision > -1).any():
-                ax.plot(recall, precision, label=f"IoU={iou:.2f}")
-        ax.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="recall", ylabel="precision", title=f"PR: {name}")
-        ax.legend(loc="lower left")
-        fig.tight_layout()
         stem = "pr_all" if k is None else f"pr_{k + 1:03d}_{_slug(name)}"
-        paths.append(_save(fig, out_dir / f"{stem}.png"))
+        paths.append(_save(pr_figure(ev, k), out_dir / f"{stem}.png"))
     return paths
 
 
-def plot_confusion_matrix(matrix: np.ndarray, names: list[str], path: str | Path, title: str = "") -> Path:
-    """Draw a confusion matrix (rows true, columns predicted, last of each: background) to a PNG."""
+def confusion_figure(matrix: np.ndarray, names: list[str], title: str = "") -> Figure:
+    """A confusion matrix (rows true, columns predicted, last of each: background), log-scaled colours."""
     labels = list(names) + ["background"]
     size = max(4.0, 0.35 * len(labels) + 2)
     fig = Figure(figsize=(size, size))
@@ -141,13 +121,34 @@ def plot_confusion_matrix(matrix: np.ndarray, names: list[str], path: str | Path
             if v:
                 ax.text(j, i, str(v), ha="center", va="center", fontsize=6)
     fig.tight_layout()
-    return _save(fig, Path(path))
+    return fig
+
+
+def plot_confusion_matrix(matrix: np.ndarray, names: list[str], path: str | Path, title: str = "") -> Path:
+    """Draw a confusion matrix (rows true, columns predicted, last of each: background) to a PNG."""
+    return _save(confusion_figure(matrix, names, title), Path(path))
+
+
+def reliability_figure(cal: Calibration, title: str = "") -> Figure:
+    """Reliability diagram: fraction correct per score bin against the diagonal, bar width = bin."""
+    fig = Figure(figsize=(4.5, 4))
+    ax = fig.add_subplot()
+    filled = cal.count > 0
+    lefts, widths = cal.bin_edges[:-1], np.diff(cal.bin_edges)
+    ax.bar(lefts[filled], cal.precision[filled], width=widths[filled], align="edge", edgecolor="black",
+           color="#4C72B0", label="fraction correct")
+    ax.plot([0, 1], [0, 1], "--", color="gray", label="calibrated")
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="score", ylabel="fraction correct", title=title or f"ECE {cal.ece:.3f}")
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    return fig
 
 
 def write_plots(ev: CocoEvaluation, out_dir: str | Path, iou: float = 0.5, score: float = 0.25) -> list[Path]:
-    """All PNGs of an evaluation into `out_dir`: PR curves and the confusion matrix."""
+    """All PNGs of an evaluation into `out_dir`: PR curves, the confusion matrix, the reliability diagram."""
     paths = plot_pr_curves(ev, out_dir)
     matrix = confusion_matrix(ev, iou, score)
     title = f"IoU >= {iou:g}, score >= {score:g}"
     paths.append(plot_confusion_matrix(matrix, ev.gt.cat_names, Path(out_dir) / "confusion_matrix.png", title))
+    paths.append(_save(reliability_figure(calibration(ev, iou)), Path(out_dir) / "reliability.png"))
     return paths

@@ -17,7 +17,7 @@ from typing import Any, Sequence
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from objdet.data.validate import is_finite_number, polygon_problem
+from objdet.validate import compressed_counts_bad, is_size, segmentation_problem
 from objdet.errors import EvaluationError
 from objdet.io import load_json
 
@@ -35,6 +35,7 @@ class GroundTruth:
 
     path: str | None
     img_ids: list  # sorted unique image ids; `img` below indexes this list
+    img_order: np.ndarray  # int64 [I]: each image's position in the file's 'images' list (first occurrence)
     cat_ids: list  # sorted unique category ids; `cat` below indexes this list
     cat_names: list[str]
     img: np.ndarray  # int64 [N]
@@ -132,64 +133,42 @@ def _index(values: list, lookup: dict, path: str | None, label: str, key: str, o
         raise
 
 
-def _to_rle(segm: Any, hw: tuple[int, int]) -> dict:
-    """A polygon list, uncompressed RLE or compressed RLE as one compressed RLE (pycocotools' annToRLE)."""
-    h, w = hw
+def _to_rle(segm: Any, hw: tuple[int, int] | None, counts_checked: bool = False) -> dict:
+    """A polygon list, uncompressed RLE or compressed RLE as one compressed RLE (pycocotools' annToRLE),
+    after the shared validator's checks (pycocotools hangs on far polygons and RLEs that do not add up)."""
+    h, w = hw if hw is not None else (None, None)
+    problem = segmentation_problem(segm, h, w, counts_checked)
+    if problem:
+        raise ValueError(problem)
     if isinstance(segm, list):
-        problem = polygon_problem(segm, h, w)  # pycocotools hangs on NaN or far-away points
-        if problem:
-            raise ValueError(problem)
         return mask_utils.merge(mask_utils.frPyObjects(segm, h, w))
-    size = segm.get("size") if isinstance(segm, dict) else None
-    if not (isinstance(size, list) and len(size) == 2 and all(_is_size(v) for v in size)):
-        raise ValueError("an RLE needs 'size': [height, width]")
-    counts = segm.get("counts")
-    if isinstance(counts, list):
-        _check_counts(np.asarray(counts), size)
-        return mask_utils.frPyObjects(segm, h, w)
-    if isinstance(counts, (str, bytes)):
-        _check_counts(_decode_counts(counts), size)
-        return segm
-    raise ValueError("not a polygon list or an RLE")
+    if isinstance(segm["counts"], list):
+        return mask_utils.frPyObjects(segm, *segm["size"])
+    return segm
 
 
-def _check_counts(counts: np.ndarray, size: list) -> None:
-    """Run lengths must be non-negative integers covering the mask exactly: pycocotools' IoU spins
-    forever on an RLE whose runs do not add up to height * width."""
-    area = int(size[0]) * int(size[1])
-    if counts.dtype.kind not in "iu" or (counts < 0).any() or (counts > area).any() or int(counts.sum()) != area:
-        raise ValueError(f"RLE counts must be non-negative integers adding up to {area}")
-
-
-def _decode_counts(text: str | bytes) -> np.ndarray:
-    """Run lengths of a compressed RLE string (pycocotools' rleFrString: 5-bit groups, 0x20 = more,
-    0x10 = sign, runs from the third on stored as differences to the run two before)."""
-    raw = text.encode("latin-1", "replace") if isinstance(text, str) else bytes(text)
-    c = np.frombuffer(raw, dtype=np.uint8).astype(np.int64) - 48
-    if c.size == 0:
-        return np.zeros(0, dtype=np.int64)
-    ends = np.flatnonzero((c & 0x20) == 0)
-    if (c < 0).any() or (c > 63).any() or not ends.size or ends[-1] != c.size - 1:
-        raise ValueError("not a compressed RLE string")
-    starts = np.concatenate([[0], ends[:-1] + 1])
-    place = np.arange(c.size) - np.repeat(starts, ends - starts + 1)
-    if place.max() > 11:
-        raise ValueError("compressed RLE run too long")
-    values = np.add.reduceat((c & 0x1F) << (5 * place), starts)
-    values -= np.where(c[ends] & 0x10, 1 << (5 * (place[ends] + 1)), 0)
-    values[1::2] = np.cumsum(values[1::2])
-    values[2::2] = np.cumsum(values[2::2])
-    return values
+def _compressed_ok(segms: list) -> np.ndarray:
+    """bool per record: a compressed RLE whose runs the validator checked in one batch (others: False)."""
+    rows, texts, areas = [], [], []
+    for i, segm in enumerate(segms):
+        if isinstance(segm, dict) and isinstance(segm.get("counts"), (str, bytes)):
+            size = segm.get("size")
+            if isinstance(size, list) and len(size) == 2 and all(is_size(v) for v in size):
+                rows.append(i)
+                texts.append(segm["counts"])
+                areas.append(int(size[0]) * int(size[1]))
+    ok = np.zeros(len(segms), dtype=bool)
+    if rows:
+        ok[rows] = ~compressed_counts_bad(texts, areas)
+    return ok
 
 
 def _rles(segms: list, img: np.ndarray, sizes: list, path: str | None, label: str) -> list:
     out = []
+    checked = _compressed_ok(segms)
     for i, (segm, im) in enumerate(zip(segms, img)):
-        hw = sizes[im]
-        if hw is None and not (isinstance(segm, dict) and isinstance(segm.get("counts"), (str, bytes))):
-            raise EvaluationError("its image has no 'height'/'width' to rasterise the polygon", path=path, record=f"{label} {i}")
         try:
-            out.append(_to_rle(segm, hw or (0, 0)))
+            out.append(_to_rle(segm, sizes[im], bool(checked[i])))
         except (ValueError, TypeError, IndexError, OverflowError) as err:
             raise EvaluationError(f"malformed 'segmentation': {err}", path=path, record=f"{label} {i}") from None
     return out
@@ -209,23 +188,21 @@ def _keypoint_array(values: list, path: str | None, label: str) -> np.ndarray:
     return _numbers(values, width, path, label, "keypoints")
 
 
-def _is_size(value: Any) -> bool:
-    return is_finite_number(value) and value >= 0
-
-
 def _image_sizes(images: list, img_ids: list) -> list:
     sizes: dict = {}
     for im in images:
         h, w = im.get("height"), im.get("width")
-        sizes[im["id"]] = (int(h), int(w)) if _is_size(h) and _is_size(w) else None
+        sizes[im["id"]] = (int(h), int(w)) if is_size(h) and is_size(w) else None
     return [sizes[i] for i in img_ids]
 
 
-def load_ground_truth(source: Any, iou_type: str) -> GroundTruth:
-    """Read a COCO ground-truth dict or file into arrays (pycocotools' `_prepare` for `iou_type`)."""
+def load_ground_truth(source: Any, iou_type: str, path: str | None = None) -> GroundTruth:
+    """Read a COCO ground-truth dict or file into arrays (pycocotools' `_prepare` for `iou_type`); `path`
+    names an already loaded dict's file in messages."""
     if iou_type not in IOU_TYPES:
         raise EvaluationError(f"iou_type must be one of {IOU_TYPES}, got {iou_type!r}")
-    data, path = read_json(source, "ground truth")
+    data, read_from = read_json(source, "ground truth")
+    path = read_from or path
     if not isinstance(data, dict) or not all(isinstance(data.get(k), list) for k in ("images", "annotations", "categories")):
         raise EvaluationError("ground truth must be an object with 'images', 'annotations' and 'categories' lists", path=path)
     images, anns, cats = data["images"], data["annotations"], data["categories"]
@@ -269,8 +246,12 @@ def load_ground_truth(source: Any, iou_type: str) -> GroundTruth:
         fallback = _mask_areas(segm) if segm is not None else bbox[:, 2] * bbox[:, 3]
         area = _numbers([a["area"] if "area" in a else f for a, f in zip(anns, fallback.tolist())], None, path, label,
                         "area")
+    first: dict = {}
+    for pos, im in enumerate(images):
+        first.setdefault(im["id"], pos)
+    img_order = np.array([first[i] for i in img_ids], dtype=np.int64)
     return GroundTruth(
-        path, img_ids, cat_ids, [names[c] for c in cat_ids], img, cat,
+        path, img_ids, img_order, cat_ids, [names[c] for c in cat_ids], img, cat,
         np.array([v != 0 for v in ids], dtype=bool), bbox, area, crowd, ignore, difficult, segm, keypoints, sizes,
     )
 
