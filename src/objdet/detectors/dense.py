@@ -12,6 +12,7 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor, nn
 
+from objdet import fused
 from objdet.anchors import AnchorGenerator
 from objdet.boxes import BoxCoder, box_iou, clip_boxes, full_precision
 from objdet.detectors.base import check_targets
@@ -188,10 +189,15 @@ class DenseDetector(nn.Module):
         self.to(memory_format=torch.channels_last)
 
     def fuse_for_inference(self) -> DenseDetector:
-        """Fold frozen batch norms into their convs (same outputs, faster inference); changes the state
-        dict's keys, so save checkpoints before calling it."""
+        """Fold frozen batch norms into the conv modules for good (eval mode already runs folded copies, see
+        `objdet.fused`); changes the state dict's keys, so save checkpoints before calling it."""
         fold_frozen_batchnorms(self)
         return self.eval()
+
+    def train(self, mode: bool = True) -> DenseDetector:
+        if mode:
+            fused.clear(self)  # the eval path's folded weights go stale in training
+        return super().train(mode)
 
     def anchors(self, image_size: tuple[int, int], shapes: list[tuple[int, int]], device: torch.device) -> Tensor:
         """Anchors of a padded batch, remembered for the last batch size seen (fixed in letterbox mode)."""
