@@ -141,4 +141,6 @@ def test_default_path_equals_torchvision_with_the_same_weights(arch, kw):
         expected, got = tv(images), ours(images)
     assert sum(len(e["boxes"]) for e in expected) >= 10
     for e, g in zip(expected, got):
+        if "retina" in arch:  # torchvision's RetinaNet outputs its background channel 0 too; objdet never does
+            e = {k: v[e["labels"] > 0] for k, v in e.items()}
         assert_same_outputs(g, e)
