@@ -36,10 +36,13 @@ def model_results(checkpoint_path: str, spec: str | None, save_dt: str | None) -
     from objdet.engine import inference
     from objdet.io import save_json
 
+    from objdet.engine import distributed
+
+    distributed.init_from_env()  # under torchrun each process predicts its shard; all get every record
     parsed = parse_spec(spec)
     dataset = open_dataset(spec, split=None if parsed.split else HELD_OUT_SPLIT.get(parsed.kind))
     records = inference.predict(zoo.load(checkpoint_path), dataset)
-    if save_dt:
+    if save_dt and distributed.is_main():
         save_json(records, save_dt)
     return dataset_to_coco(dataset), records
 
@@ -49,6 +52,10 @@ def run(args: argparse.Namespace) -> int:
     dt: Any
     if args.model:
         gt, dt = model_results(args.model, args.data, args.save_dt)
+        from objdet.engine import distributed
+
+        if not distributed.is_main():  # the shards were gathered: rank 0 scores and prints once
+            return 0
     elif args.gt and args.dt:
         gt, dt = args.gt, args.dt
     else:
