@@ -35,9 +35,9 @@ def test_tile_detections_in_image_pixels_cut_ones_dropped_and_merged():
     image[:, 120:140, 250:270] = 1.0  # one object, inside several overlapping tiles
     merged = sliced_predict(_bright_square_detector, [image], size=160, overlap=0.5, whole=False)[0]
     assert merged["boxes"].tolist() == [[250.0, 120.0, 270.0, 140.0]]  # one detection after the merge
-    image[:, 150:170, 150:170] = 1.0  # now the whole image's box spans both objects; tiles see them apart
+    image[:, 140:160, 140:160] = 1.0  # now the whole image's box spans both objects; tiles see them apart
     got = sliced_predict(_bright_square_detector, [image], size=100, overlap=0.5, whole=False, iou=0.6)[0]
-    assert sorted(got["boxes"].tolist()) == [[150.0, 150.0, 170.0, 170.0], [250.0, 120.0, 270.0, 140.0]]
+    assert sorted(got["boxes"].tolist()) == [[140.0, 140.0, 160.0, 160.0], [250.0, 120.0, 270.0, 140.0]]
     kept_cut = sliced_predict(_bright_square_detector, [image], size=100, overlap=0.5, whole=False, iou=0.6,
                               drop_cut=False)[0]
     assert len(kept_cut["boxes"]) > 2  # without the edge rule, boxes of objects cut by a tile edge survive
