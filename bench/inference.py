@@ -150,7 +150,9 @@ def run_pair(name: str, ours: torch.nn.Module, peer: Callable[[], object], peer_
             return ours([image])
 
     with torch.no_grad():
-        check = detections_match(ours([image])[0], peer_dets(peer()))
+        reference = peer_dets(peer())
+        check = (f"default vs peer: {detections_match(ours([image])[0], reference)}; "
+                 f"plain vs peer: {detections_match(plain()[0], reference)}")
         t = interleaved({"objdet": lambda: ours([image]), "plain": plain, "peer": peer}, args.repeats)
     row = {"what": name, **t, "check": check}
     print(f"{name:40s} objdet {t['objdet']:.3f} s  (plain eval {t['plain']:.3f} s)  peer {t['peer']:.3f} s  "
