@@ -1,8 +1,6 @@
 """OpenVINO IR and TorchScript exports, the runtime that runs exported files as checkpoints run, and `--verify`."""
 
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +10,7 @@ from PIL import Image
 from objdet import cli, zoo
 from objdet.engine import checkpoint
 from objdet.engine.predict import load_model
-from objdet.export.onnx import export_onnx, read_metadata
+from objdet.export.onnx import read_metadata
 from objdet.export.openvino import export_openvino
 from objdet.export.torchscript import export_torchscript
 
