@@ -62,8 +62,8 @@ def test_train_resume_matches_one_run_and_predict_draws(tiny_coco, tmp_path):
     Image.fromarray(np.full((48, 64, 3), 120, np.uint8)).save(odd / "rotated.jpg", exif=exif)
     out = tmp_path / "pred"
     first = sorted(image_dir.iterdir())[0]
-    assert cli.main(["predict", "--model", str(tmp_path / "full" / "last.pt"), str(first), str(odd),
-                     "--out", str(out), "--score-threshold", "0"]) == 0
+    assert cli.main(["predict", "--model", str(tmp_path / "full" / "last.pt"), str(first), str(odd),  # the toy
+                     "--out", str(out), "--score-threshold", "0", "--batch-size", "1"]) == 0  # stacks its batch
     assert sorted(p.name for p in out.glob("*.png")) == sorted([first.stem + ".png", "gray.png", "rgba.png", "rotated.png"])
     assert Image.open(out / "rotated.png").size == (48, 64)  # drawn upright, as a viewer shows it
     results = load_json(out / "results.json")

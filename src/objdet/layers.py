@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from objdet import fused
 from objdet.errors import ConfigError
 from objdet.norm import make_norm
 
@@ -24,7 +25,8 @@ class ConvNormAct(nn.Sequential):
 
     Children are numbered 0 (conv), 1 (norm, when given), then the activation, the layout of
     torchvision's Conv2dNormActivation, so state-dict keys read `<block>.0.weight`, `<block>.1.weight`.
-    With a norm the conv has no bias (the norm's shift replaces it).
+    With a norm the conv has no bias (the norm's shift replaces it). In eval mode the block runs as one fused
+    call (`objdet.fused`).
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel: int = 3, stride: int = 1,
@@ -37,6 +39,18 @@ class ConvNormAct(nn.Sequential):
             layers.append(make_act(act, inplace=True))
         super().__init__(*layers)
         self.out_channels = out_channels
+        self.has_norm, self.has_act = norm is not None, act is not None
+
+    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
+        """`act(norm(conv(x)) + residual)`; one fused call in eval mode."""
+        norm, act = self[1] if self.has_norm else None, self[-1] if self.has_act else None
+        if fused.active(self, x):
+            return fused.conv(x, self[0], norm, act, residual)
+        if residual is None:
+            return super().forward(x)
+        y = self[0](x)
+        y = (y if norm is None else norm(y)) + residual
+        return y if act is None else act(y)
 
 
 def conv_stack(in_channels: int, channels: int, depth: int, norm: str | None = None,
@@ -61,6 +75,13 @@ class SeparableConv2d(nn.Module):
         self.pointwise = nn.Conv2d(in_channels, out_channels, 1, bias=bias)
         self.bn = make_bn(out_channels, bn_eps, bn_momentum) if bn else None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, norm: nn.Module | None = None, act: nn.Module | None = None) -> torch.Tensor:
+        """`act(norm(bn(pointwise(depthwise(x)))))`, `norm` (a per-level BN of a shared head) and `act` optional;
+        one fused call per conv in eval mode."""
+        norm = self.bn if norm is None else norm
+        if fused.active(self, x):
+            return fused.conv(fused.conv(x, self.depthwise), self.pointwise, norm, act)
         x = self.pointwise(self.depthwise(x))
-        return x if self.bn is None else self.bn(x)
+        if norm is not None:
+            x = norm(x)
+        return x if act is None else act(x)

@@ -20,6 +20,7 @@ from objdet.boxes import box_area
 from objdet.errors import ConfigError
 
 POOLER_KINDS = ("align", "align_max", "pool", "warp", "warp_avg")
+_ROIS_PER_THREAD = 32  # below this many RoIs per thread, starting threads costs more than it saves
 
 
 def _pair(size: int | Sequence[int]) -> tuple[int, int]:
@@ -154,10 +155,20 @@ class _ThreadedRoIAlign(torch.autograd.Function):
 
 def _roi_align_avg(features: Tensor, rois: Tensor, size: tuple[int, int], spatial_scale: float,
                    sampling_ratio: int, aligned: bool) -> Tensor:
-    """torchvision's RoIAlign, with the multi-threaded backward when training on the CPU."""
-    training = features.requires_grad and torch.is_grad_enabled() and not torch.jit.is_tracing()
-    if training and features.device.type == "cpu":
+    """torchvision's RoIAlign, with its CPU loops (a serial loop over RoIs forward, over channels backward)
+    spread over `torch.get_num_threads()` threads; each RoI and channel is computed as before, bit for bit."""
+    cpu = features.device.type == "cpu" and not torch.jit.is_tracing()
+    if cpu and features.requires_grad and torch.is_grad_enabled():
         return _ThreadedRoIAlign.apply(features, rois, size, spatial_scale, sampling_ratio, aligned)
+    threads = min(torch.get_num_threads(), len(rois) // _ROIS_PER_THREAD)
+    if cpu and threads > 1:
+        features = features.contiguous()  # the kernel's own copy, made once for all threads
+
+        def part(chunk: Tensor) -> Tensor:
+            return torchvision.ops.roi_align(features, chunk, size, spatial_scale, sampling_ratio, aligned)
+
+        with ThreadPoolExecutor(threads) as pool:  # the kernel releases the GIL
+            return torch.cat(list(pool.map(part, rois.chunk(threads))))
     return torchvision.ops.roi_align(features, rois, size, spatial_scale, sampling_ratio, aligned)
 
 

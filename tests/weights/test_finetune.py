@@ -10,6 +10,7 @@ from torchvision.models.detection.retinanet import RetinaNetClassificationHead
 from detection_match import assert_same_detections, freeze_batchnorms
 
 import objdet
+from objdet import fused
 from objdet.errors import CheckpointError
 from objdet.weights.torchvision import ARCHS
 
@@ -60,7 +61,7 @@ def _compare(tv, ours, copied_prefixes):
     ours.load_state_dict({k: v for k, v in renamed.items() if k.startswith(copied_prefixes)}, strict=False)
     tv.eval()
     ours.eval()
-    with torch.no_grad():
+    with torch.no_grad(), fused.disabled():  # the plain path: torchvision's arithmetic, op for op
         expected, got = tv(_images()), ours(_images())
     for e, d in zip(expected, got):
         keep = e["labels"] > 0

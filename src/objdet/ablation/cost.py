@@ -8,6 +8,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from objdet import fused
+
 
 def count_parameters(model: nn.Module) -> int:
     """Number of parameters (trainable or frozen) of `model`."""
@@ -22,7 +24,7 @@ def count_flops(model: nn.Module, *inputs: Any) -> int:
     model.eval()
     counter = FlopCounterMode(display=False)
     try:
-        with counter:
+        with counter, fused.disabled():  # FlopCounterMode counts aten convolutions, not oneDNN's fused calls
             model(*inputs)
     finally:
         model.train(was_training)

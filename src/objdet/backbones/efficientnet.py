@@ -6,6 +6,7 @@ import timm
 import torch
 from torch import nn
 
+from objdet import fused
 from objdet.errors import CheckpointError, ConfigError
 
 
@@ -26,7 +27,9 @@ class EfficientNetBackbone(nn.Module):
         self.out_channels = {f"C{level}": c for level, c in zip((3, 4, 5), channels)}
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        return dict(zip(self.out_channels, self.body(x)))
+        needs_grad = torch.is_grad_enabled() and any(p.requires_grad for p in self.body.parameters())
+        body = fused.folded_copy(self.body) if fused.active(self, x) and not needs_grad else self.body
+        return dict(zip(self.out_channels, body(x)))
 
     def imagenet_state(self) -> dict[str, torch.Tensor]:
         """The trunk's ImageNet weights through timm's own mechanism (its pretrained tag and Hugging Face cache)."""

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 from torchvision.models import resnet as tv_resnet
 
+from objdet import fused
 from objdet.errors import CheckpointError, ConfigError
 from objdet.norm import make_norm
 
@@ -135,8 +136,26 @@ class ResNetBackbone(nn.Module):
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         b = self.body
-        x = b.maxpool(b.relu(b.bn1(b.conv1(x))))
+        fast = fused.active(self, x)
+        x = b.maxpool(fused.conv(x, b.conv1, b.bn1, b.relu) if fast else b.relu(b.bn1(b.conv1(x))))
         features = {}
         for level, stage in zip(self.out_channels, (b.layer1, b.layer2, b.layer3, getattr(b, "layer4", None))):
-            x = features[level] = stage(x)
+            if fast:
+                for block in stage:
+                    x = fused_block(block, x)
+                features[level] = x
+            else:
+                x = features[level] = stage(x)
         return features
+
+
+def fused_block(block: nn.Module, x: Tensor) -> Tensor:
+    """torchvision's Bottleneck or BasicBlock in eval mode as fused calls: each conv with its norm folded and
+    its ReLU, the last one with the residual sum too (`objdet.fused`)."""
+    down = block.downsample
+    identity = x if down is None else fused.conv(x, down[0], down[1] if len(down) > 1 else None)
+    out = fused.conv(x, block.conv1, block.bn1, block.relu)
+    if hasattr(block, "conv3"):
+        out = fused.conv(out, block.conv2, block.bn2, block.relu)
+        return fused.conv(out, block.conv3, block.bn3, block.relu, residual=identity)
+    return fused.conv(out, block.conv2, block.bn2, block.relu, residual=identity)

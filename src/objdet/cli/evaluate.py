@@ -45,13 +45,14 @@ def model_results(checkpoint_path: str, spec: str | None, save_dt: str | None) -
     from objdet.data import open_dataset, parse_spec
     from objdet.data.coco import dataset_to_coco
     from objdet.data.spec import HELD_OUT_SPLIT
-    from objdet.engine import inference
+    from objdet.engine import distributed, inference
     from objdet.io import save_json
 
+    distributed.init_from_env()  # under torchrun each process predicts its shard; all get every record
     parsed = parse_spec(spec)
     dataset = open_dataset(spec, split=None if parsed.split else HELD_OUT_SPLIT.get(parsed.kind))
     records = inference.predict(zoo.load(checkpoint_path), dataset)
-    if save_dt:
+    if save_dt and distributed.is_main():
         save_json(records, save_dt)
     return dataset_to_coco(dataset), records, dataset
 
@@ -86,6 +87,10 @@ def run(args: argparse.Namespace) -> int:
     images: Any = args.images
     if args.model:
         gt, records, dataset = model_results(args.model, args.data, args.save_dt)
+        from objdet.engine import distributed
+
+        if not distributed.is_main():  # the shards were gathered: rank 0 scores and prints once
+            return 0
         dts = [records]
         if args.report and images is None:
             from objdet.evaluation.gallery import dataset_images

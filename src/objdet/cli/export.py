@@ -1,4 +1,5 @@
-"""`objdet export`: a checkpoint as an ONNX graph, checked against PyTorch with onnxruntime."""
+"""`objdet export`: a checkpoint as ONNX, TorchScript or OpenVINO IR, checked against PyTorch, and with `--verify
+SPEC` run over a data set beside PyTorch (AP of each, largest output difference, latency ratio)."""
 
 from __future__ import annotations
 
@@ -6,40 +7,75 @@ import argparse
 
 from objdet.errors import ObjdetError
 
+FORMATS = ("onnx", "torchscript", "openvino")
+
 
 def add(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("export", help="export a checkpoint to ONNX (checked against PyTorch with onnxruntime)",
-                       description="Export a checkpoint to ONNX: input `image` [3, H, W] in 0..1 at a fixed "
-                                   "size, outputs boxes, scores, labels (+ masks, keypoints).")
+    p = sub.add_parser("export", help="export a checkpoint to ONNX, TorchScript or OpenVINO (checked against PyTorch)",
+                       description="Export a checkpoint: input `image` [3, H, W] in 0..1 at the traced size, outputs "
+                                   "boxes, scores, labels (+ masks, keypoints). `objdet predict --model FILE` runs "
+                                   ".onnx and .xml files (other image sizes are letterboxed into the traced one).")
     p.add_argument("--model", required=True, help="checkpoint (objdet train / objdet convert)")
-    p.add_argument("--format", default="onnx", choices=["onnx"], help="export format")
-    p.add_argument("output", help="file to write, e.g. model.onnx")
+    p.add_argument("--format", default="onnx", choices=FORMATS, help="onnx, torchscript (traced) or openvino (IR .xml)")
+    p.add_argument("output", help="file to write: model.onnx, model.torchscript.pt, model.xml")
     p.add_argument("--image-size", type=int, nargs=2, default=[256, 256], metavar=("H", "W"),
                    help="input size the graph is traced at")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset")
-    p.add_argument("--no-check", action="store_true", help="skip comparing onnxruntime's outputs with PyTorch's")
+    p.add_argument("--no-check", action="store_true", help="skip comparing the export's outputs with PyTorch's")
+    p.add_argument("--verify", metavar="SPEC", help="run the export and PyTorch over this data set: AP of each, "
+                                                     "largest output difference, latency ratio")
+    p.add_argument("--verify-images", type=int, default=50, help="images of --verify's data set to use")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
     import torch
 
-    from objdet import zoo
-    from objdet.export import export_onnx, run_onnx
+    from objdet.engine import checkpoint
+    from objdet.export.verify import verify
 
-    model = zoo.load(args.model)
+    model, payload = checkpoint.load_model(args.model)
     size = tuple(args.image_size)
-    path = export_onnx(model, args.output, size, args.opset)
+    skeleton = next((c.get("skeleton") for c in payload.get("categories") or [] if c.get("skeleton")), None)
+    to_cat = payload.get("label_to_category_id")
+    meta = {"label_to_category_id": {str(k): v for k, v in to_cat.items()} if to_cat else None, "skeleton": skeleton}
+    if args.format == "onnx":
+        from objdet.export.onnx import export_onnx
+
+        path = export_onnx(model, args.output, size, args.opset, metadata=meta)
+    elif args.format == "openvino":
+        from objdet.export.openvino import export_openvino
+
+        path = export_openvino(model, args.output, size, args.opset, metadata=meta)
+    else:
+        from objdet.export.torchscript import export_torchscript
+
+        path = export_torchscript(model, args.output, size)
     print(f"wrote {path}")
     if not args.no_check:
         image = torch.rand(3, *size, generator=torch.Generator().manual_seed(1))
-        with torch.no_grad():
-            expected = model([image])[0]
-        got = run_onnx(path, image)
-        worst = max((float(np.abs(got[k] - expected[k].numpy()).max()) if got[k].size else 0.0)
-                    if got[k].shape == tuple(expected[k].shape) else float("inf") for k in got)
-        print(f"onnxruntime vs PyTorch on a random image: max abs difference {worst:.2e}")
-        if worst > 1e-3:
-            raise ObjdetError(f"exported outputs differ from PyTorch's by {worst:.2e} (> 1e-3)", path=path)
+        result = verify_one(model, path, args.format, size, image)
+        print(f"{args.format} vs PyTorch on a random image: max abs difference {result:.2e}")
+        if result > 1e-3:
+            raise ObjdetError(f"exported outputs differ from PyTorch's by {result:.2e} (> 1e-3)", path=path)
+    if args.verify:
+        verify(model, path, args.format, args.verify, size, args.verify_images)
     return 0
+
+
+def verify_one(model, path, fmt: str, size: tuple[int, int], image) -> float:
+    """Largest output difference between the export and PyTorch on one image of the traced size."""
+    import torch
+
+    from objdet.export import runtime, verify as checks
+    from objdet.export.onnx import output_names
+
+    names = output_names(model, size)
+    if fmt == "torchscript":
+        run = checks.torchscript_runner(path, names)
+    else:
+        run = (runtime.onnx_runner if fmt == "onnx" else runtime.openvino_runner)(path)[0]
+    expected = checks.torch_runner(model, names)(image.numpy())
+    got = run(image.numpy())
+    return checks.max_difference({k: torch.from_numpy(v) for k, v in expected.items()},
+                              {k: torch.from_numpy(got[k]) for k in expected})

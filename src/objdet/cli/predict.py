@@ -1,68 +1,62 @@
-"""`objdet predict`: run a checkpoint over images; draws them and writes COCO results."""
+"""`objdet predict`: a checkpoint or an exported model over files, folders and globs, in batches; JSON lines as
+they come, COCO results and pictures. Exit status 3 when some input was skipped."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Sequence
 
-from objdet.errors import DataError
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
-
-
-def image_files(paths: Sequence[str]) -> list[Path]:
-    """The files named, and the images inside the folders named (sorted)."""
-    files: list[Path] = []
-    for name in paths:
-        path = Path(name)
-        if path.is_dir():
-            files += sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        elif path.is_file():
-            files.append(path)
-        else:
-            raise DataError("no such image file or folder", path=path)
-    if not files:
-        raise DataError("no images found", path=", ".join(paths))
-    return files
+SKIPPED_STATUS = 3  # every good image predicted, but something was skipped (named on standard error)
 
 
 def add(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("predict", help="detect objects in images; PNGs with boxes/masks/keypoints + COCO json",
-                       description="Run a checkpoint over images (files or folders; RGBA, grayscale and "
-                                   "EXIF-rotated images are read upright as RGB).")
-    p.add_argument("--model", required=True, help="checkpoint (objdet train / objdet convert)")
-    p.add_argument("images", nargs="+", help="image files or folders")
-    p.add_argument("--out", default="runs/predict", help="folder for the drawn PNGs")
-    p.add_argument("--json", help="write COCO results here (default OUT/results.json)")
+    p = sub.add_parser("predict", help="detect objects in images at scale: JSON lines, COCO results, pictures",
+                       description="Run a checkpoint (or an exported .onnx / OpenVINO .xml model) over image files, "
+                                   "folders and glob patterns. RGBA, grayscale and EXIF-rotated images are read "
+                                   "upright as RGB. A bad image is skipped with a warning naming it; the run ends "
+                                   "with exit status 3 when something was skipped.")
+    p.add_argument("--model", required=True, help="checkpoint (objdet train / convert), or model.onnx / model.xml")
+    p.add_argument("images", nargs="+", help="image files, folders or glob patterns ('**' recurses)")
+    p.add_argument("--out", default="runs/predict", help="folder for predictions.jsonl, results.json and pictures")
+    p.add_argument("--json", help="write the COCO results here (default OUT/results.json)")
+    p.add_argument("--batch-size", type=int, default=4, help="images per model call")
     p.add_argument("--score-threshold", type=float, default=0.3, help="draw detections at least this confident")
+    p.add_argument("--no-draw", action="store_true", help="write results only, no pictures")
+    p.add_argument("--resume", action="store_true", help="skip the images already in OUT/predictions.jsonl")
+    p.add_argument("--slice", type=int, metavar="SIZE", help="sliced inference: SIZE x SIZE tiles plus the whole "
+                                                             "image, merged by class-wise NMS")
+    p.add_argument("--overlap", type=float, default=0.2, help="overlap of neighbouring tiles (fraction)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--device", default="cpu")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
+    from objdet.engine import distributed
+    from objdet.engine.predict import PredictOptions, load_model, predict_images, warn
+    from objdet.engine.sources import find_sources
+    from objdet.errors import ConfigError
 
-    from objdet.data.coco import to_coco_results
-    from objdet.data.image import read_image
-    from objdet.engine import checkpoint
-    from objdet.io import save_json
-    from objdet.visualize import save_detections
-
-    model, payload = checkpoint.load_model(args.model, args.device)
-    names = {i + 1: name for i, name in enumerate(model.class_names or [])}
-    skeleton = next((c.get("skeleton") for c in payload.get("categories") or [] if c.get("skeleton")), None)
-    out = Path(args.out)
-    results, images = [], []
-    for image_id, file in enumerate(image_files(args.images), start=1):
-        image = read_image(file)
-        with torch.no_grad():
-            det = {k: v.cpu() for k, v in model([image.to(args.device)])[0].items()}
-        save_detections(image, det, out / f"{file.stem}.png", label_names=names or None,
-                        score_threshold=args.score_threshold, skeleton=skeleton)
-        results += to_coco_results([det], [image_id], payload.get("label_to_category_id"))
-        images.append({"id": image_id, "file_name": str(file), "height": image.shape[-2], "width": image.shape[-1]})
-    json_path = save_json(results, args.json or out / "results.json")
-    save_json(images, out / "images.json")
-    print(f"{len(images)} images, {len(results)} detections: pictures in {out}, results in {json_path}")
-    return 0
+    if args.batch_size < 1 or not 0 <= args.overlap < 1 or (args.slice is not None and args.slice < 32):
+        raise ConfigError("--batch-size must be >= 1, --overlap in [0, 1) and --slice at least 32 pixels")
+    device = str(distributed.init_from_env(args.device))
+    loaded = load_model(args.model, device)
+    sources = find_sources(args.images)
+    if sources.ignored and distributed.is_main():
+        names = ", ".join(p.name for p in sources.ignored[:5]) + (" ..." if len(sources.ignored) > 5 else "")
+        warn(f"ignored {len(sources.ignored)} files in the folders without an image or video extension: {names}")
+    if sources.videos:
+        raise ConfigError(f"video input is not supported yet: {sources.videos[0]}")
+    options = PredictOptions(out=Path(args.out), results=Path(args.json) if args.json else None,
+                             batch_size=args.batch_size, score_threshold=args.score_threshold, draw=not args.no_draw,
+                             resume=args.resume, slice=args.slice, overlap=args.overlap,
+                             progress=not args.no_progress, device=device)
+    summary = predict_images(loaded, sources.images, options, on_skip=warn)
+    if distributed.is_main():
+        print(f"{summary.images} images, {summary.detections} detections: lines in {summary.lines}, "
+              f"results in {summary.results}" + (f", pictures in {options.out}" if options.draw else ""))
+        if summary.skipped:
+            print(f"skipped {len(summary.skipped)} of {len(sources.images)} images:")
+            for _, reason in summary.skipped:
+                print(f"  {reason}")
+    return SKIPPED_STATUS if summary.skipped else 0

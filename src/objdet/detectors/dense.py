@@ -12,6 +12,7 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor, nn
 
+from objdet import fused
 from objdet.anchors import AnchorGenerator
 from objdet.boxes import BoxCoder, box_iou, clip_boxes, full_precision
 from objdet.detectors.base import ClassRows, check_targets
@@ -188,8 +189,8 @@ class DenseDetector(nn.Module):
         self.to(memory_format=torch.channels_last)
 
     def fuse_for_inference(self) -> DenseDetector:
-        """Fold frozen batch norms into their convs (same outputs, faster inference); changes the state
-        dict's keys, so save checkpoints before calling it."""
+        """Fold frozen batch norms into the conv modules for good (eval mode already runs folded copies, see
+        `objdet.fused`); changes the state dict's keys, so save checkpoints before calling it."""
         fold_frozen_batchnorms(self)
         return self.eval()
 
@@ -199,6 +200,11 @@ class DenseDetector(nn.Module):
         layout = ClassRows(anchors=self.anchor_generator.num_anchors_per_location()[0],
                            background=self.postprocess.label_offset == 0)
         return {f"class_head.{name}": layout for name in self.class_head.output_params}
+
+    def train(self, mode: bool = True) -> DenseDetector:
+        if mode:
+            fused.clear(self)  # the eval path's folded weights go stale in training
+        return super().train(mode)
 
     def anchors(self, image_size: tuple[int, int], shapes: list[tuple[int, int]], device: torch.device) -> Tensor:
         """Anchors of a padded batch, remembered for the last batch size seen (fixed in letterbox mode)."""

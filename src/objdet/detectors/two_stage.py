@@ -9,6 +9,7 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor, nn
 
+from objdet import fused
 from objdet.detectors.base import ClassRows, check_targets
 from objdet.errors import ConfigError
 from objdet.heads.box_head import RoIBoxStage
@@ -51,8 +52,8 @@ class TwoStageDetector(nn.Module):
         self.channels_last = False
 
     def fuse_for_inference(self) -> TwoStageDetector:
-        """Fold frozen batch norms into their convs and run the convs channels-last: same outputs, faster
-        inference. Changes the state dict's keys, so save checkpoints before calling it."""
+        """Fold frozen batch norms into the conv modules for good (eval mode already runs folded copies, see
+        `objdet.fused`). Changes the state dict's keys, so save checkpoints before calling it."""
         fold_frozen_batchnorms(self)
         self.channels_last = True
         return self.to(memory_format=torch.channels_last).eval()
@@ -69,9 +70,14 @@ class TwoStageDetector(nn.Module):
             rows.update({"keypoint_stage.head.deconv.weight": None, "keypoint_stage.head.deconv.bias": None})
         return rows
 
+    def train(self, mode: bool = True) -> TwoStageDetector:
+        if mode:
+            fused.clear(self)  # the eval path's folded weights go stale in training
+        return super().train(mode)
+
     def features(self, x: Tensor) -> dict[str, Tensor]:
-        """Backbone (and neck) feature maps by level name."""
-        if self.channels_last:
+        """Backbone (and neck) feature maps by level name; channels-last in eval mode (faster convolutions)."""
+        if self.channels_last or fused.active(self, x):
             x = x.contiguous(memory_format=torch.channels_last)
         feats = self.backbone(x)
         return self.neck(feats) if self.neck is not None else feats
@@ -117,6 +123,8 @@ class TwoStageDetector(nn.Module):
                 for p, r, o in zip(proposals, batch.image_sizes, original_sizes)
             ]
         roi_feats = [feats[k] for k in self.roi_levels]
+        if fused.active(self, batch.tensors):  # RoIAlign reads NCHW: convert each map once, not once per stage
+            roi_feats = [f.contiguous() for f in roi_feats]
         if self.training:
             box_losses, samples = self.box_stage.losses(roi_feats, rois, batch.image_sizes, targets)
             losses.update(box_losses)

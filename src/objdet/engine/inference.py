@@ -18,16 +18,36 @@ STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100",
 @torch.no_grad()
 def predict(model: nn.Module, dataset: Dataset, batch_size: int = 2, device: str | torch.device = "cpu",
             num_workers: int = 0) -> list[dict[str, Any]]:
-    """COCO result records for every image of `dataset`; each process takes its shard, all get the union."""
+    """COCO result records for every image of `dataset`, in data set order. Under torchrun each process takes
+    whole batches (batch b on rank b % world), so every image is computed in the same batch as in one process
+    and all processes get the same records as one process would."""
     model.eval()
     to_cat = getattr(dataset, "label_to_category_id", None)
-    indices = list(range(distributed.rank(), len(dataset), distributed.world_size()))
-    loader = DataLoader(Subset(dataset, indices), batch_size=batch_size, collate_fn=collate, num_workers=num_workers)
-    records: list[dict[str, Any]] = []
-    for images, targets in loader:
+    batches = [list(range(s, min(s + batch_size, len(dataset)))) for s in range(0, len(dataset), batch_size)]
+    mine = list(range(distributed.rank(), len(batches), distributed.world_size()))
+    loader = DataLoader(Subset(dataset, [i for b in mine for i in batches[b]]), batch_sampler=_Batches(
+        [len(batches[b]) for b in mine]), collate_fn=collate, num_workers=num_workers)
+    parts: list[tuple[int, list[dict[str, Any]]]] = []
+    for b, (images, targets) in zip(mine, loader):
         outputs = model([im.to(device) for im in images])
-        records += to_coco_results(outputs, [int(t["image_id"]) for t in targets], to_cat)
-    return distributed.all_gather(records)
+        parts.append((b, to_coco_results(outputs, [int(t["image_id"]) for t in targets], to_cat)))
+    return [r for _, records in sorted(distributed.all_gather(parts)) for r in records]
+
+
+class _Batches:
+    """Consecutive batches of the given sizes over a subset's positions."""
+
+    def __init__(self, sizes: list[int]) -> None:
+        self.sizes = sizes
+
+    def __iter__(self):
+        start = 0
+        for size in self.sizes:
+            yield list(range(start, start + size))
+            start += size
+
+    def __len__(self) -> int:
+        return len(self.sizes)
 
 
 def iou_types(records: list[dict[str, Any]], gt: dict[str, Any]) -> list[str]:

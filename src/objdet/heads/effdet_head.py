@@ -45,6 +45,6 @@ class EffDetHead(nn.Module):
         outputs = []
         for level, x in enumerate(features):
             for conv, norms in zip(self.convs, self.norms):
-                x = self.act(norms[level](conv(x)))
+                x = conv(x, norms[level], self.act)
             outputs.append(self.predict(x))
         return outputs

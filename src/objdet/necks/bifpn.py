@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from objdet import fused
 from objdet.errors import ConfigError
 from objdet.layers import SeparableConv2d, make_act, make_bn
 
@@ -98,7 +99,7 @@ class Resample(nn.Module):
 
     def forward(self, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         if self.conv is not None:
-            x = self.bn(self.conv(x))
+            x = fused.conv(x, self.conv, self.bn) if fused.active(self, x) else self.bn(self.conv(x))
         if self.level_gap > 0:
             stride = 2**self.level_gap
             x = max_pool(x, stride + 1, stride, self.same_padding)
@@ -118,13 +119,19 @@ class Fusion(nn.Module):
         self.weight = nn.Parameter(torch.ones(num_inputs)) if kind != "sum" else None
 
     def forward(self, inputs: list[torch.Tensor]) -> torch.Tensor:
-        if self.weight is None:
-            return torch.stack(inputs, -1).sum(-1)
+        w = None
         if self.kind == "softmax":
             w = torch.softmax(self.weight, 0)
-        else:
+        elif self.weight is not None:
             w = F.relu(self.weight)
             w = w / (w.sum() + FAST_FUSION_EPS)
+        if fused.active(self, inputs[0]):  # a running sum: no stacked copy of the channels-last inputs
+            out = inputs[0] if w is None else inputs[0] * w[0]
+            for i, x in enumerate(inputs[1:], start=1):
+                out = out + x if w is None else torch.addcmul(out, x, w[i])
+            return out
+        if w is None:
+            return torch.stack(inputs, -1).sum(-1)
         return (torch.stack(inputs, -1) * w).sum(-1)
 
 

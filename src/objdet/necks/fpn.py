@@ -13,6 +13,7 @@ from collections.abc import Mapping
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from objdet import fused
 from objdet.errors import ConfigError
 from objdet.layers import ConvNormAct
 
@@ -60,9 +61,13 @@ class FPN(nn.Module):
         xs = [features[k] for k in self.in_keys]
         inner = self.lateral[-1](xs[-1])
         outs = [self.output[-1](inner)]
+        fast = fused.active(self, inner)
         for i in range(len(xs) - 2, -1, -1):
-            lateral = self.lateral[i](xs[i])
-            inner = lateral + F.interpolate(inner, size=lateral.shape[-2:], mode="nearest")
+            if fast:  # the upsampled map added inside the lateral conv's call
+                inner = self.lateral[i](xs[i], residual=fused.upsample_nearest(inner, xs[i].shape[-2:]))
+            else:
+                lateral = self.lateral[i](xs[i])
+                inner = lateral + F.interpolate(inner, size=lateral.shape[-2:], mode="nearest")
             outs.insert(0, self.output[i](inner))
         if self.extra == "maxpool":
             outs.append(F.max_pool2d(outs[-1], kernel_size=1, stride=2))

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent / "engine"))
+sys.path.insert(0, str(Path(__file__).parents[1] / "engine"))
 
 from engine_toys import ToyDetector  # noqa: E402
 from objdet import cli, zoo  # noqa: E402

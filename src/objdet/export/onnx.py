@@ -2,11 +2,14 @@
 
 The graph is traced at a fixed image size (`image_size`); the number of detections stays dynamic.
 Outputs are named `boxes`, `scores`, `labels` (+ `masks`, `keypoints`, `keypoints_scores` when the
-model has them), in the order `output_names(model)` gives. `run_onnx` runs the file with onnxruntime.
+model has them), in the order `output_names(model)` gives. The file's metadata (`objdet` key) holds the
+traced size, the zoo name, the class names and the category map, so `export.runtime` can run it as the
+checkpoint runs. `run_onnx` runs the file with onnxruntime.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import warnings
 from pathlib import Path
@@ -21,7 +24,7 @@ from objdet.errors import ConfigError
 _OPTIONAL = ("masks", "keypoints", "keypoints_scores")
 
 
-class _SingleImage(nn.Module):
+class SingleImage(nn.Module):
     """Adapts the list-in, list-of-dicts-out detector to tensor in, tuple of tensors out."""
 
     def __init__(self, model: nn.Module, names: Sequence[str]):
@@ -42,8 +45,9 @@ def output_names(model: nn.Module, image_size: tuple[int, int]) -> list[str]:
 
 
 def export_onnx(model: nn.Module, path: str | os.PathLike, image_size: tuple[int, int] = (256, 256),
-                opset: int = 17, example: torch.Tensor | None = None) -> Path:
-    """Trace `model` (eval mode, CPU) on an image of `image_size` and write an ONNX file to `path`."""
+                opset: int = 17, example: torch.Tensor | None = None, metadata: dict | None = None) -> Path:
+    """Trace `model` (eval mode, CPU) on an image of `image_size` and write an ONNX file to `path`; `metadata`
+    (json-ready: the checkpoint's category map, skeleton) is stored with it."""
     path = Path(path)
     if len(image_size) != 2 or min(image_size) < 32:
         raise ConfigError(f"export image size must be (H, W) of at least 32 pixels, got {image_size}")
@@ -54,9 +58,35 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, image_size: tuple[int
     dynamic = {name: {0: "detections"} for name in names}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer warnings about Python values are expected here
-        torch.onnx.export(_SingleImage(model, names).eval(), (example,), str(path), input_names=["image"],
+        torch.onnx.export(SingleImage(model, names).eval(), (example,), str(path), input_names=["image"],
                           output_names=names, dynamic_axes=dynamic, opset_version=opset, dynamo=False)
+    _add_metadata(path, model, image_size, names, metadata)
     return path
+
+
+def describe_export(model: nn.Module, image_size: tuple[int, int], names: Sequence[str]) -> dict:
+    """What a runtime needs to run an exported file as the checkpoint runs: traced size, outputs, class names."""
+    return {"image_size": list(image_size), "outputs": list(names), "arch": getattr(model, "arch", None),
+            "class_names": getattr(model, "class_names", None),
+            "detections_per_img": getattr(getattr(model, "config", None), "detections_per_img", 100)}
+
+
+def _add_metadata(path: Path, model: nn.Module, image_size: tuple[int, int], names: Sequence[str],
+                  extra: dict | None) -> None:
+    import onnx
+
+    graph = onnx.load(str(path))
+    entry = graph.metadata_props.add()
+    entry.key, entry.value = "objdet", json.dumps({**describe_export(model, image_size, names), **(extra or {})})
+    onnx.save(graph, str(path))
+
+
+def read_metadata(path: str | os.PathLike) -> dict:
+    """The `objdet` metadata of an exported ONNX file ({} for a file objdet did not write)."""
+    import onnx
+
+    props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    return json.loads(props["objdet"]) if "objdet" in props else {}
 
 
 def run_onnx(path: str | os.PathLike, image: torch.Tensor) -> dict[str, np.ndarray]:
