@@ -142,7 +142,9 @@ def _published_effdet(name: str) -> Source:
 def _from_file(path: str, kind: str | None) -> Source:
     """A file: an objdet checkpoint, or a torchvision / effdet state dict (`kind` forces which)."""
     content = read_state(path)
-    if kind is None and "model" in content and "arch" in content:
+    from objdet.engine.checkpoint import is_checkpoint
+
+    if kind is None and is_checkpoint(content):
         return objdet_source(content, path)
     state = _tensors(content, path)
     if kind == "effdet" or (kind is None and any(k.split(".")[-3:-1] == ["predict", "conv_pw"] for k in state)):
