@@ -1,9 +1,8 @@
 """Stand-ins for published weight files (random weights in the released layout)."""
 
 import torch
-from torchvision.models import detection as tvd
-
 from detection_match import freeze_batchnorms
+from torchvision.models import detection as tvd
 
 
 def released_faster_rcnn_state() -> dict:

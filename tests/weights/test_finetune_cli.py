@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from released import released_faster_rcnn_state
 from torchvision.models import ResNet18_Weights, resnet18
 from torchvision.models.detection import FasterRCNN_ResNet50_FPN_Weights
-
-from released import released_faster_rcnn_state
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "engine"))
 
@@ -173,6 +172,7 @@ def test_imagenet_trunk_from_the_hub_cache(hub, people, tmp_path, capsys, one_th
 
 def test_val_split_trains_on_one_part_and_validates_on_the_other(people, tmp_path, monkeypatch):
     import engine_toys  # noqa: F401  (registers the zoo model `toy`; tests/engine is on the path)
+
     from objdet.engine import trainer
 
     spec, _ = people

@@ -54,7 +54,7 @@ def model_results(args: argparse.Namespace) -> tuple[dict, list, Any]:
     from objdet.data.coco import dataset_to_coco
     from objdet.data.spec import HELD_OUT_SPLIT
     from objdet.engine import distributed, inference
-    from objdet.engine.predict import load_model
+    from objdet.engine.predict import load_model, torch_model
     from objdet.io import save_json
 
     distributed.init_from_env()  # under torchrun each process predicts its shard; all get every record
@@ -64,7 +64,7 @@ def model_results(args: argparse.Namespace) -> tuple[dict, list, Any]:
                           f"its split {parsed.split!r}")
     split = "val" if args.val_split is not None else None if parsed.split else HELD_OUT_SPLIT.get(parsed.kind)
     dataset = open_dataset(args.data, split=split, strict=args.strict, val_split=args.val_split, seed=args.seed)
-    model = load_model(args.model, weights=args.weights).model
+    model = torch_model(load_model(args.model, weights=args.weights))
     records = inference.predict(model, dataset, label_to_category_id=inference.category_map(model, dataset))
     if args.save_dt and distributed.is_main():
         save_json(records, args.save_dt)

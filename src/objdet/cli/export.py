@@ -34,13 +34,11 @@ def add(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from objdet.engine.predict import EXPORTED_SUFFIXES, load_model
+    from objdet.engine.predict import load_model, torch_model
     from objdet.export.verify import verify
 
-    if str(args.model or args.weights).lower().endswith(EXPORTED_SUFFIXES):
-        raise ObjdetError(f"{args.model or args.weights} is already exported: export a checkpoint or weights")
     loaded = load_model(args.model, "cpu", args.weights)
-    model, to_cat, skeleton = loaded.model, loaded.label_to_category_id, loaded.skeleton
+    model, to_cat, skeleton = torch_model(loaded), loaded.label_to_category_id, loaded.skeleton
     size = tuple(args.image_size)
     meta = {"label_to_category_id": {str(k): v for k, v in to_cat.items()} if to_cat else None, "skeleton": skeleton}
     if args.format == "onnx":

@@ -31,7 +31,7 @@ def category_map(model: nn.Module, dataset: Dataset) -> dict[int, int] | None:
     if not mapping:
         raise ConfigError(f"the model's classes ({', '.join(names[:5])}{' ...' if len(names) > 5 else ''}) share no "
                           f"name with the data set's ({', '.join(own[:5])}{' ...' if len(own) > 5 else ''})")
-    to_cat = dataset.label_to_category_id
+    to_cat = getattr(dataset, "label_to_category_id", None) or {}
     return {label: to_cat[own_label] for label, own_label in mapping.items()}
 
 

@@ -77,10 +77,17 @@ def load_model(source: str | os.PathLike | None, device: str = "cpu", weights: s
     return _loaded(checkpoint.model_from_payload(payload, path, device), payload, str(path))
 
 
+def torch_model(loaded: LoadedModel) -> nn.Module:
+    """The PyTorch model of a LoadedModel; an exported one is a ConfigError (a command that needs weights)."""
+    if not isinstance(loaded.model, nn.Module):
+        raise ConfigError(f"{loaded.source} is an exported model: give a checkpoint, or a zoo name and --weights")
+    return loaded.model
+
+
 def _loaded(model: nn.Module, payload: dict[str, Any], origin: str) -> LoadedModel:
     """A built model as a LoadedModel, with the label map and skeleton its checkpoint payload holds."""
     skeleton = next((c.get("skeleton") for c in payload.get("categories") or [] if c.get("skeleton")), None)
-    return LoadedModel(model, model.class_names, payload.get("label_to_category_id"), skeleton,
+    return LoadedModel(model, getattr(model, "class_names", None), payload.get("label_to_category_id"), skeleton,
                        getattr(model.config, "detections_per_img", 100), origin)
 
 

@@ -5,12 +5,13 @@ of frozen statistics at small batch, and the training recipe chosen by `bench/fi
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from objdet.errors import ConfigError
 
 if TYPE_CHECKING:
-    from torch import nn
+    from objdet.detectors.base import Detector
 
 # Per-process batches below this many images fine-tune with the trunk's statistics frozen. BatchNorm normalises
 # with the statistics of the current batch; Wu & He (Group Normalization, 2018) show its error growing as the
@@ -21,8 +22,8 @@ SMALL_BATCH = 16
 TRUNK_STATS = ("auto", "frozen", "batch")  # auto: frozen when fine-tuning below SMALL_BATCH images per process
 
 # The defaults of `objdet train --weights` (TrainConfig fields); flags given on the command line win.
-RECIPE: dict[str, Any] = dict(optimizer="adamw", lr=5e-4, weight_decay=0.05, warmup_iters=50, schedule="cosine",
-                              clip_grad_norm=10.0, freeze="none")
+RECIPE: dict[str, Any] = {"optimizer": "adamw", "lr": 5e-4, "weight_decay": 0.05, "warmup_iters": 50,
+                          "schedule": "cosine", "clip_grad_norm": 10.0, "freeze": "none"}
 
 
 def trunk_norm(current: str | None, stats: str, batch_size: int) -> str | None:
@@ -40,13 +41,14 @@ def trunk_norm(current: str | None, stats: str, batch_size: int) -> str | None:
 
 def build_for_training(arch: str | None, classes: Sequence[str], overrides: dict[str, Any], *, batch_size: int,
                        keypoint_names: Sequence[str] | None = None, weights: str | os.PathLike | None = None,
-                       backbone_weights: str | None = None, trunk_stats: str = "auto") -> tuple[nn.Module, str | None]:
+                       backbone_weights: str | None = None, trunk_stats: str = "auto") -> tuple[Detector, str | None]:
     """Zoo model `arch` (default: the one `weights` were made for) for a data set's `classes` (and keypoints)
     with config `overrides`, started from `weights` or `backbone_weights` when given; returns it and the summary
     of what was loaded. A `backbone_norm` in `overrides` wins over `trunk_stats`."""
     from objdet import zoo
-    from objdet.weights.pretrained import carried_fields
+    from objdet.weights.pretrained import build_pretrained, carried_fields
     from objdet.weights.sources import read_source
+    from objdet.weights.transfer import TransferReport
 
     if weights is not None and backbone_weights is not None:
         raise ConfigError("--weights already holds the trunk: give --weights or --backbone-weights, not both")
@@ -64,5 +66,6 @@ def build_for_training(arch: str | None, classes: Sequence[str], overrides: dict
     if source is None:
         model = zoo.build(arch, classes=classes, backbone_weights=backbone_weights, **fields)
         return model, getattr(model, "weights_report", None)
-    model = zoo.build(arch, weights=source, classes=classes, **fields)
-    return model, model.weights_report.summary(source.origin)
+    model = build_pretrained(arch, source, classes=classes, **fields)
+    return model, str(model.weights_report.summary(source.origin) if isinstance(model.weights_report, TransferReport)
+                      else model.weights_report)
