@@ -54,7 +54,9 @@ def read_state(path: str | os.PathLike) -> Mapping[str, Any]:
         raise CheckpointError("no such weights file", path=path)
     try:
         content = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(f"not a weights-only checkpoint (it holds pickled objects): {err}", path=path) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
         raise CheckpointError(f"cannot read weights (truncated, corrupt or not weights-only): {err}", path=path) from None
     if not isinstance(content, Mapping):
         raise CheckpointError(f"expected a state dict or an objdet checkpoint, found {type(content).__name__}", path=path)
