@@ -83,7 +83,7 @@ def check_box(
     return clipped
 
 
-def inside_root(root: str | os.PathLike, file_name: str, *, path: object, record: object) -> Path:
+def inside_root(root: str | os.PathLike, file_name: object, *, path: object, record: object) -> Path:
     """Join an image file name to its root, refusing names that escape it (absolute, `..`)."""
     if not isinstance(file_name, str) or not file_name:
         raise DataError(f"image file name {file_name!r} is not a string", path=path, record=record)
