@@ -187,9 +187,9 @@ def test_val_split_trains_on_one_part_and_validates_on_the_other(people, tmp_pat
     monkeypatch.setattr(trainer, "Trainer", Recording)
     assert _train(spec, tmp_path / "run", "--model", "toy", "--val-split", "0.5", "--seed", "5") == 0
     assert len(seen["train"]) == len(seen["val"]) == 3 and not set(seen["train"]) & set(seen["val"])
-    again = [open_data(spec, part, False, val_split=0.5, seed=5) for part in ("train", "val")]
+    again = [open_data(spec, part, val_split=0.5, seed=5) for part in ("train", "val")]
     assert [[d.image_info(i)["id"] for i in range(len(d))] for d in again] == [seen["train"], seen["val"]]
-    other = open_data(spec, "val", False, val_split=0.5, seed=6)
+    other = open_data(spec, "val", val_split=0.5, seed=6)
     assert [other.image_info(i)["id"] for i in range(3)] != seen["val"]
     assert checkpoint.load(tmp_path / "run" / "last.pt")["val_split"] == 0.5  # --resume keeps the parts
 
@@ -208,7 +208,7 @@ def test_strict_refuses_a_wart_that_is_otherwise_repaired(people, tmp_path, caps
     path = tmp_path / "warty.json"
     path.write_text(json.dumps(ann))
     warty = f"coco:{path}:{images}"
-    assert open_data(warty, "train", False) is not None
+    assert open_data(warty, "train") is not None
     assert _train(warty, tmp_path / "run", "--model", "faster_rcnn_r18_fpn", "--strict") == 2
     err = capsys.readouterr().err
     assert "warty.json" in err

@@ -24,6 +24,7 @@ _TRAIN_FLAGS = {  # flag -> (TrainConfig field, type, help)
     "--eval-every": ("eval_every", int, "evaluate COCO AP every N epochs (0: never)"),
     "--checkpoint-every": ("checkpoint_every", int, "also write last.pt every N steps"),
     "--seed": ("seed", int, "seed of batches, augmentation, initialisation and --val-split"),
+    "--aug": ("aug", str, "training augmentation: none, flip (default), standard or strong (README)"),
     "--workers": ("num_workers", int, "data-loading processes"),
     "--device": ("device", str, "cpu or cuda"),
     "--freeze": ("freeze", str, "parts that do not train: none, backbone or backbone+neck"),
@@ -78,20 +79,19 @@ def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
     return out
 
 
-def open_data(spec: str, split: str, augment: bool, strict: bool = False, val_split: float | None = None,
+def open_data(spec: str, split: str, aug: str = "none", strict: bool = False, val_split: float | None = None,
               seed: int = 0) -> Any:
-    """A data set from SPEC (`split` when the spec names none, the seeded part of `val_split` when given);
-    training sets get random horizontal flips (keypoints swap left/right)."""
+    """A data set from SPEC (`split` when the spec names none, the seeded part of `val_split` when given) with
+    the augmentation preset `aug` (objdet.data.augment.PRESETS; keypoints swap left/right under flips)."""
     from objdet.data import open_dataset, parse_spec
-    from objdet.data.augment import HorizontalFlip
+    from objdet.data.augment import presets
 
     named = parse_spec(spec).split
     if named and val_split is not None:
         raise ConfigError(f"--val-split carves train and val parts out of the data set: give {spec!r} without "
                           f"its split {named!r}")
     dataset = open_dataset(spec, split=None if named else split, strict=strict, val_split=val_split, seed=seed)
-    if augment:
-        dataset.transforms = HorizontalFlip(keypoint_names=getattr(dataset, "keypoint_names", None) or None)
+    dataset.transforms = presets(aug, getattr(dataset, "keypoint_names", None))
     return dataset
 
 
@@ -117,9 +117,9 @@ def run(args: argparse.Namespace) -> int:
     val_split = args.val_split if args.val_split is not None else saved.get("val_split")
     if val_split is not None and args.val_data:
         raise ConfigError("--val-split makes the validation set from --data: give it or --val-data, not both")
-    train_set = open_data(args.data, "train", True, args.strict, val_split, config.seed)
+    train_set = open_data(args.data, "train", config.aug, args.strict, val_split, config.seed)
     val_spec = args.data if val_split is not None else args.val_data or held_out_spec(args.data)
-    val_set = open_data(val_spec, "val", False, args.strict, val_split, config.seed) if val_spec else None
+    val_set = open_data(val_spec, "val", "none", args.strict, val_split, config.seed) if val_spec else None
     arch = saved.get("arch") or args.model
     classes = [c["name"] for c in train_set.categories]
     seed_everything(config.seed)

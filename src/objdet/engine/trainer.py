@@ -59,6 +59,7 @@ class TrainConfig:
     progress: bool = True
     metric: str = "AP"  # the bbox statistic that picks the best checkpoint
     freeze: str = "none"  # "none" | "backbone" | "backbone+neck": parts that do not train (fine-tuning)
+    aug: str = "flip"  # augmentation preset of the training set (objdet.data.augment.PRESETS), set by its caller
 
     def __post_init__(self) -> None:
         if self.optimizer not in ("sgd", "adamw"):

@@ -186,7 +186,8 @@ def _overlaps(gt: GroundTruth, dt: Detections, gt_order: np.ndarray, kept: np.nd
             parts.append((d_idx + lo, g_idx + g0, block[d_idx, g_idx]))
     if not parts:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
-    return tuple(np.concatenate(column) for column in zip(*parts))  # type: ignore[return-value]
+    det_index, gt_index, overlap = (np.concatenate(column) for column in zip(*parts))
+    return det_index, gt_index, overlap
 
 
 def _area_bounds(params: CocoParams) -> tuple[np.ndarray, np.ndarray]:
