@@ -57,6 +57,7 @@ class TrainConfig:
     out: str = "runs/train"
     progress: bool = True
     metric: str = "AP"  # the bbox statistic that picks the best checkpoint
+    aug: str = "flip"  # augmentation preset of the training set (objdet.data.augment.PRESETS), set by its caller
 
     def __post_init__(self) -> None:
         if self.optimizer not in ("sgd", "adamw"):
