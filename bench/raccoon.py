@@ -111,6 +111,7 @@ def main() -> None:
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, optimizer="adamw", lr=args.lr,
                          weight_decay=0.05, warmup_iters=50, schedule="cosine", clip_grad_norm=10.0, eval_every=0,
                          amp=args.amp, seed=args.seed, out=f"{args.out}/{run}", progress=False)
+    seed_everything(args.seed)  # the training stream starts from the seed too, as the recorded runs did
     start = time.time()
     Trainer(model, train, None, config).fit()
     seconds = time.time() - start

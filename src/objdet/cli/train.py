@@ -24,6 +24,9 @@ _TRAIN_FLAGS = {  # flag -> (TrainConfig field, type, help)
     "--seed": ("seed", int, "seed of batches, augmentation and initialisation"),
     "--workers": ("num_workers", int, "data-loading processes"),
     "--device": ("device", str, "cpu or cuda"),
+    "--metric": ("metric", str, ("what picks best.pt and --patience watches: a COCO stat (AP, AP50, "
+                                 "segm/AP...) or val_loss (lower is better); default bbox AP")),
+    "--patience": ("patience", int, "stop when --metric has not improved for N evaluations (0: never)"),
 }
 
 
@@ -44,6 +47,8 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--amp", action="store_true", default=None, help="mixed precision (bfloat16 on CPU, float16 on CUDA)")
     p.add_argument("--ema", action="store_true", default=None, help="keep and evaluate an average of the weights")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-report", action="store_true", default=None,
+                   help="do not write OUT/report.html (the evaluation report on the validation set) at the end")
     p.set_defaults(run=run)
 
 
@@ -78,7 +83,7 @@ def open_data(spec: str, split: str, augment: bool) -> Any:
 def run(args: argparse.Namespace) -> int:
     from objdet import zoo
     from objdet.data import held_out_spec
-    from objdet.engine import checkpoint
+    from objdet.engine import checkpoint, distributed
     from objdet.engine.trainer import TrainConfig, Trainer, seed_everything
 
     saved: dict[str, Any] = {}
@@ -90,8 +95,11 @@ def run(args: argparse.Namespace) -> int:
     settings.update({field: getattr(args, flag[2:].replace("-", "_")) for flag, (field, _, _) in _TRAIN_FLAGS.items()
                      if getattr(args, flag[2:].replace("-", "_")) is not None})
     settings.update({k: v for k, v in (("amp", args.amp), ("ema", args.ema)) if v is not None})
+    if args.no_report:
+        settings["report"] = False
     settings.update(out=args.out, progress=not args.no_progress)
     config = TrainConfig(**settings)
+    distributed.init_from_env(config.device)  # under torchrun: join the process group before any model exists
 
     train_set = open_data(args.data, "train", augment=True)
     val_spec = args.val_data or held_out_spec(args.data)
@@ -108,11 +116,13 @@ def run(args: argparse.Namespace) -> int:
     classes = [c["name"] for c in train_set.categories]
     seed_everything(config.seed)
     model = zoo.build(arch, classes=classes, **{k: v for k, v in fields.items() if k != "num_classes"})
+    seed_everything(config.seed)  # the training stream starts from the seed as well (as it always has)
     trainer = Trainer(model, train_set, val_set, config,
                       extra={"categories": list(train_set.categories),
                              "label_to_category_id": dict(train_set.label_to_category_id)})
     if resume_from is not None:
         trainer.resume(resume_from)
     result = trainer.fit()
-    print(f"{result['status']} at epoch {result['epoch']}, step {result['step']}; checkpoints in {args.out}")
+    if distributed.is_main():
+        print(f"{result['status']} at epoch {result['epoch']}, step {result['step']}; checkpoints in {args.out}")
     return 130 if result["status"] == "interrupted" else 0
