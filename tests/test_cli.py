@@ -75,6 +75,23 @@ def test_train_resume_matches_one_run_and_predict_draws(tiny_coco, tmp_path):
     assert torch.allclose(torch.tensor([x, y, x + w, y + h]), expected, atol=1e-3)
 
 
+def test_train_aug_preset_is_saved_and_resume_reuses_it(tiny_coco, tmp_path, capsys):
+    spec, _ = tiny_coco
+    assert _train(spec, tmp_path / "full", "--epochs", "2", "--aug", "strong") == 0
+    assert _train(spec, tmp_path / "cut", "--epochs", "2", "--aug", "strong", "--set", "interrupt_at_call=4") == 130
+    assert cli.main(["train", "--data", spec, "--out", str(tmp_path / "cut"), "--resume", "--no-progress"]) == 0
+    assert _train(spec, tmp_path / "flip", "--epochs", "2") == 0
+    full, cut = checkpoint.load(tmp_path / "full" / "last.pt"), checkpoint.load(tmp_path / "cut" / "last.pt")
+    flip = checkpoint.load(tmp_path / "flip" / "last.pt")
+    assert full["train_config"]["aug"] == cut["train_config"]["aug"] == "strong"
+    assert flip["train_config"]["aug"] == "flip"
+    assert all(torch.equal(full["model"][k], cut["model"][k]) for k in full["model"])
+    assert not all(torch.equal(full["model"][k], flip["model"][k]) for k in full["model"])
+    capsys.readouterr()
+    assert _train(spec, tmp_path / "bad", "--aug", "mosaic") == 2
+    assert "unknown augmentation preset 'mosaic'" in capsys.readouterr().err
+
+
 def test_eval_of_a_model_equals_eval_of_its_saved_results(tiny_coco, tmp_path, capsys):
     spec, _ = tiny_coco
     assert _train(spec, tmp_path / "run", "--epochs", "1") == 0

@@ -22,6 +22,7 @@ _TRAIN_FLAGS = {  # flag -> (TrainConfig field, type, help)
     "--eval-every": ("eval_every", int, "evaluate COCO AP every N epochs (0: never)"),
     "--checkpoint-every": ("checkpoint_every", int, "also write last.pt every N steps"),
     "--seed": ("seed", int, "seed of batches, augmentation and initialisation"),
+    "--aug": ("aug", str, "training augmentation: none, flip (default), standard or strong (README)"),
     "--workers": ("num_workers", int, "data-loading processes"),
     "--device": ("device", str, "cpu or cuda"),
     "--metric": ("metric", str, ("what picks best.pt and --patience watches: a COCO stat (AP, AP50, "
@@ -68,15 +69,14 @@ def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
     return out
 
 
-def open_data(spec: str, split: str, augment: bool) -> Any:
-    """A data set from SPEC (`split` when the spec names none); training sets get random horizontal flips
-    (keypoints swap left/right)."""
+def open_data(spec: str, split: str, aug: str = "none") -> Any:
+    """A data set from SPEC (`split` when the spec names none) with the augmentation preset `aug`
+    (objdet.data.augment.PRESETS; keypoints swap left/right under flips)."""
     from objdet.data import open_dataset, parse_spec
-    from objdet.data.augment import HorizontalFlip
+    from objdet.data.augment import presets
 
     dataset = open_dataset(spec, split=None if parse_spec(spec).split else split)
-    if augment:
-        dataset.transforms = HorizontalFlip(keypoint_names=getattr(dataset, "keypoint_names", None) or None)
+    dataset.transforms = presets(aug, getattr(dataset, "keypoint_names", None))
     return dataset
 
 
@@ -101,9 +101,9 @@ def run(args: argparse.Namespace) -> int:
     config = TrainConfig(**settings)
     distributed.init_from_env(config.device)  # under torchrun: join the process group before any model exists
 
-    train_set = open_data(args.data, "train", augment=True)
+    train_set = open_data(args.data, "train", config.aug)
     val_spec = args.val_data or held_out_spec(args.data)
-    val_set = open_data(val_spec, "val", augment=False) if val_spec else None
+    val_set = open_data(val_spec, "val") if val_spec else None
     arch = saved.get("arch") or args.model
     if not arch:
         raise ConfigError("--model is required (the zoo name of the detector to train)")

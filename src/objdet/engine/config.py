@@ -36,6 +36,7 @@ class TrainConfig:
     out: str = "runs/train"
     progress: bool = True
     metric: str = "AP"  # what picks best.pt and drives --patience: a COCO stat ("AP", "segm/AP50") or "val_loss"
+    aug: str = "flip"  # augmentation preset of the training set (objdet.data.augment.PRESETS), set by its caller
     val_loss: bool = True  # each evaluation also computes the mean loss on the validation set
     patience: int = 0  # stop after this many evaluations without improvement of `metric`; 0 never stops early
     report: bool = True  # write report.html on the validation set when training ends
