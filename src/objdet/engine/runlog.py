@@ -21,7 +21,7 @@ class RunLog:
         if not enabled:
             return
         out.mkdir(parents=True, exist_ok=True)
-        self.jsonl = open(out / "log.jsonl", "a", encoding="utf-8")
+        self.jsonl = open(out / "log.jsonl", "a", encoding="utf-8")  # noqa: SIM115 (open for the whole run)
         try:
             from torch.utils.tensorboard import SummaryWriter
 

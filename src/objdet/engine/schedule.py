@@ -39,7 +39,7 @@ class WarmupSchedule:
 
     def _apply(self) -> None:
         f = self.factor(self.last_step)
-        for group, base in zip(self.optimizer.param_groups, self.base_lrs):
+        for group, base in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
             group["lr"] = base * f
 
     def state_dict(self) -> dict[str, Any]:

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import contextlib
 import signal
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import torch
 from torch import nn
@@ -75,8 +76,9 @@ class Trainer:
 
     # -- set-up -----------------------------------------------------------------------------------
     def _make_optimizer(self) -> torch.optim.Optimizer:
-        decay, no_decay = [], []
-        for name, p in self.model.named_parameters():
+        decay: list[nn.Parameter] = []
+        no_decay: list[nn.Parameter] = []
+        for p in self.model.parameters():
             if p.requires_grad:
                 (no_decay if p.ndim <= 1 else decay).append(p)
         groups = [{"params": decay, "weight_decay": self.config.weight_decay},
@@ -163,10 +165,11 @@ class Trainer:
         status, reason = "finished", ""
         if self.ddp_model is None:
             self.ddp_model = distributed.wrap(self.model, self.device)
+        model = self.ddp_model
         try:
             with self._graceful_interrupt():
                 while self.epoch < c.epochs and not self.stopping.should_stop():
-                    if not self._train_epoch(log):
+                    if not self._train_epoch(model, log):
                         status = "interrupted"
                         break
                     self.epoch += 1
@@ -186,20 +189,21 @@ class Trainer:
                     self._write_report(log)
         finally:
             log.close()
-            self.ddp_model = None  # DDP holds the process group: release it so distributed.shutdown joins gloo's threads
+            self.ddp_model = None  # DDP holds the process group: release it, so distributed.shutdown joins gloo
         return {"status": status, "epoch": self.epoch, "step": self.step, "reason": reason,
                 "metrics": self.history[-1] if self.history else None}
 
-    def _train_epoch(self, log: RunLog) -> bool:
-        """Steps of the current epoch from where the run stands; False if a stop was requested."""
+    def _train_epoch(self, model: nn.Module, log: RunLog) -> bool:
+        """Steps of `model` (the DDP wrapper under torchrun) in the current epoch from where the run stands;
+        False if a stop was requested."""
         c = self.config
         start = self.step - self.epoch * self.steps_per_epoch
-        self.ddp_model.train()
+        model.train()
         for images, targets in self._loader(self.epoch, start):
             images = [im.to(self.device) for im in images]
             targets = [{k: (v.to(self.device) if torch.is_tensor(v) else v) for k, v in t.items()} for t in targets]
             try:
-                values = train_step(self.ddp_model, images, targets, self.optimizer, c.amp, self.scaler,
+                values = train_step(model, images, targets, self.optimizer, c.amp, self.scaler,
                                     c.clip_grad_norm)
             except NonFiniteLoss as err:
                 kept = self.out / "last.pt"

@@ -12,7 +12,7 @@ way: losses of two epochs differ only because the weights do.
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 from torch import nn
