@@ -241,11 +241,14 @@ def test_a_crop_that_removes_every_box_leaves_an_empty_valid_target():
 
 def test_keypoints_leaving_the_image_become_unlabeled_and_occluded_ones_stay_occluded():
     image = torch.rand(3, 20, 20)
-    target = {"boxes": torch.tensor([[2.0, 2.0, 18.0, 18.0]]), "labels": torch.tensor([1]),
-              "keypoints": torch.tensor([[[3.0, 3.0, 2.0], [10.0, 10.0, 1.0], [12.0, 12.0, 0.0], [17.0, 10.0, 2.0]]])}
+    target = {"boxes": torch.tensor([[2.0, 2.0, 18.0, 18.0], [0.0, 0.0, 4.0, 4.0]]), "labels": torch.tensor([1, 2]),
+              "difficult": torch.tensor([False, True]),
+              "keypoints": torch.tensor([[[3.0, 3.0, 2.0], [10.0, 10.0, 1.0], [12.0, 12.0, 0.0], [17.0, 10.0, 2.0]],
+                                         [[2.0, 2.0, 2.0]] * 4])}
     _, out = TvTransform(v2.CenterCrop(10))(image, target)  # the window 5..15 in both axes
     assert out["keypoints"].tolist() == [[[0.0, 0.0, 0.0], [5.0, 5.0, 1.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]]]
     assert out["boxes"].tolist() == [[0.0, 0.0, 10.0, 10.0]]
+    assert out["labels"].tolist() == [1] and out["difficult"].tolist() == [False]  # VOC's flag goes with its box
 
 
 class Window(v2.Transform):
