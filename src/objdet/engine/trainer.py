@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader, Dataset
 from objdet.data.loader import collate
 from objdet.engine import checkpoint, distributed, inference
 from objdet.errors import ConfigError, TrainingError
+from objdet.weights.transfer import FREEZE_CHOICES, freeze
 
 
 @dataclass
@@ -57,6 +58,7 @@ class TrainConfig:
     out: str = "runs/train"
     progress: bool = True
     metric: str = "AP"  # the bbox statistic that picks the best checkpoint
+    freeze: str = "none"  # "none" | "backbone" | "backbone+neck": parts that do not train (fine-tuning)
     aug: str = "flip"  # augmentation preset of the training set (objdet.data.augment.PRESETS), set by its caller
 
     def __post_init__(self) -> None:
@@ -64,6 +66,8 @@ class TrainConfig:
             raise ConfigError(f"optimizer must be 'sgd' or 'adamw', not {self.optimizer!r}")
         if self.schedule not in ("step", "cosine"):
             raise ConfigError(f"schedule must be 'step' or 'cosine', not {self.schedule!r}")
+        if self.freeze not in FREEZE_CHOICES:
+            raise ConfigError(f"freeze must be one of {', '.join(FREEZE_CHOICES)}, not {self.freeze!r}")
         if self.epochs < 1 or self.batch_size < 1:
             raise ConfigError(f"epochs and batch size must be positive (got {self.epochs}, {self.batch_size})")
         self.milestones = tuple(float(m) for m in self.milestones)
@@ -251,6 +255,7 @@ class Trainer:
         self.device = distributed.init_from_env(config.device)
         seed_everything(config.seed)
         self.model = model.to(self.device)
+        freeze(self.model, config.freeze)  # before DDP and the optimiser see which parameters train
         # wrapping now copies rank 0's initial weights to every process before the EMA copies them
         self.ddp_model: nn.Module | None = distributed.wrap(self.model, self.device)
         self.train_set, self.val_set = train_set, val_set
