@@ -20,12 +20,12 @@ from collections import defaultdict
 from pathlib import Path
 
 import torch
+from raccoon import objdet_model, recipe
 
 from objdet.data import open_dataset
 from objdet.data.augment import PRESETS, presets
 from objdet.engine import inference
 from objdet.engine.trainer import Trainer, seed_everything
-from raccoon import objdet_model, recipe
 
 
 def summary(results: Path) -> None:

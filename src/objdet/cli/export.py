@@ -15,7 +15,10 @@ def add(sub: argparse._SubParsersAction) -> None:
                        description="Export a checkpoint: input `image` [3, H, W] in 0..1 at the traced size, outputs "
                                    "boxes, scores, labels (+ masks, keypoints). `objdet predict --model FILE` runs "
                                    ".onnx and .xml files (other image sizes are letterboxed into the traced one).")
-    p.add_argument("--model", required=True, help="checkpoint (objdet train / objdet convert)")
+    p.add_argument("--model", help="checkpoint (objdet train / objdet convert), or a zoo name with --weights")
+    p.add_argument("--weights", metavar="SRC", help="weights of the zoo model --model names: torchvision:WEIGHTS, "
+                                                    "effdet:NAME or a state-dict file; alone, any checkpoint or "
+                                                    "state-dict file")
     p.add_argument("--format", default="onnx", choices=FORMATS, help="onnx, torchscript (traced) or openvino (IR .xml)")
     p.add_argument("output", help="file to write: model.onnx, model.torchscript.pt, model.xml")
     p.add_argument("--image-size", type=int, nargs=2, default=[256, 256], metavar=("H", "W"),
@@ -31,13 +34,12 @@ def add(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from objdet.engine import checkpoint
+    from objdet.engine.predict import load_model, torch_model
     from objdet.export.verify import verify
 
-    model, payload = checkpoint.load_model(args.model)
+    loaded = load_model(args.model, "cpu", args.weights)
+    model, to_cat, skeleton = torch_model(loaded), loaded.label_to_category_id, loaded.skeleton
     size = tuple(args.image_size)
-    skeleton = next((c.get("skeleton") for c in payload.get("categories") or [] if c.get("skeleton")), None)
-    to_cat = payload.get("label_to_category_id")
     meta = {"label_to_category_id": {str(k): v for k, v in to_cat.items()} if to_cat else None, "skeleton": skeleton}
     if args.format == "onnx":
         from objdet.export.onnx import export_onnx

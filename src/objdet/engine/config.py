@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from objdet.errors import ConfigError
+from objdet.weights.transfer import FREEZE_CHOICES
 
 
 @dataclass
@@ -36,6 +37,7 @@ class TrainConfig:
     out: str = "runs/train"
     progress: bool = True
     metric: str = "AP"  # what picks best.pt and drives --patience: a COCO stat ("AP", "segm/AP50") or "val_loss"
+    freeze: str = "none"  # "none" | "backbone" | "backbone+neck": parts that do not train (fine-tuning)
     aug: str = "flip"  # augmentation preset of the training set (objdet.data.augment.PRESETS), set by its caller
     val_loss: bool = True  # each evaluation also computes the mean loss on the validation set
     patience: int = 0  # stop after this many evaluations without improvement of `metric`; 0 never stops early
@@ -46,6 +48,8 @@ class TrainConfig:
             raise ConfigError(f"optimizer must be 'sgd' or 'adamw', not {self.optimizer!r}")
         if self.schedule not in ("step", "cosine"):
             raise ConfigError(f"schedule must be 'step' or 'cosine', not {self.schedule!r}")
+        if self.freeze not in FREEZE_CHOICES:
+            raise ConfigError(f"freeze must be one of {', '.join(FREEZE_CHOICES)}, not {self.freeze!r}")
         if self.epochs < 1 or self.batch_size < 1:
             raise ConfigError(f"epochs and batch size must be positive (got {self.epochs}, {self.batch_size})")
         if self.patience < 0:

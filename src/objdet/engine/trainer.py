@@ -33,6 +33,7 @@ from objdet.engine.step import NonFiniteLoss, train_step
 from objdet.engine.stopping import EarlyStopping
 from objdet.engine.validation import validation_loss
 from objdet.errors import TrainingError
+from objdet.weights.transfer import freeze
 
 __all__ = ["ModelEMA", "SeededDataset", "TrainConfig", "Trainer", "WarmupSchedule", "seed_everything"]
 
@@ -51,6 +52,7 @@ class Trainer:
         self.config = config
         self.device = distributed.local_device(config.device)
         self.model = model.to(self.device)
+        freeze(self.model, config.freeze)  # before DDP and the optimiser see which parameters train
         # wrapping now copies rank 0's initial weights to every process before the EMA copies them
         self.ddp_model: nn.Module | None = distributed.wrap(self.model, self.device)
         self.train_set, self.val_set = train_set, val_set

@@ -82,7 +82,8 @@ class RegionProposalNetwork(nn.Module):
         """Proposals per image (in resized-image pixels) and, when targets are given, the RPN losses."""
         logits, deltas = full_precision(*self.head(features))
         shapes = [(f.shape[-2], f.shape[-1]) for f in features]
-        anchors = self.anchor_generator((images.shape[-2], images.shape[-1]), shapes, device=logits.device).to(logits.dtype)
+        image_size = (images.shape[-2], images.shape[-1])
+        anchors = self.anchor_generator(image_size, shapes, device=logits.device).to(logits.dtype)
         level_sizes = [h * w * self.head.objectness.out_channels for h, w in shapes]
         proposals = self.propose(logits.detach(), deltas.detach(), anchors, level_sizes, image_sizes)
         losses: dict[str, Tensor] = {}

@@ -45,6 +45,11 @@ def _norm(name: str) -> str:
     return name.strip().casefold()
 
 
+def same_names(a: Sequence[str], b: Sequence[str]) -> bool:
+    """Whether two class lists name the same classes in the same order (case and surrounding spaces aside)."""
+    return [_norm(c) for c in a] == [_norm(c) for c in b]
+
+
 def class_mapping(source: Sequence[str] | None, target: Sequence[str] | None) -> dict[int, int]:
     """{target label: source label} (1-based) for target classes whose name matches a source class."""
     if not source or not target:
@@ -84,7 +89,7 @@ def transfer(model: Detector, state: Mapping[str, Tensor], origin: str, source_n
     if not any(k.startswith("backbone.") and k in state for k in own):
         raise CheckpointError(f"none of {model.arch}'s backbone tensors are in these weights", path=origin)
     same_classes = (num_source == model.num_classes if not (source_classes and target_classes)
-                    else [_norm(c) for c in source_classes] == [_norm(c) for c in target_classes])
+                    else same_names(source_classes, target_classes))
     report = TransferReport()
     merged: dict[str, Tensor] = {}
     for key, value in own.items():
