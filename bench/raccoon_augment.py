@@ -20,12 +20,12 @@ from collections import defaultdict
 from pathlib import Path
 
 import torch
+from raccoon import objdet_model, recipe
 
 from objdet.data import open_dataset
 from objdet.data.augment import PRESETS, presets
 from objdet.engine import inference
 from objdet.engine.trainer import Trainer, seed_everything
-from raccoon import objdet_model, recipe
 
 
 def summary(results: Path) -> None:
@@ -71,6 +71,7 @@ def main() -> None:
     seed_everything(args.seed)
     model = objdet_model("faster_rcnn", args.size)
     config = recipe(args.epochs, args.batch_size, args.lr, True, args.seed, f"{args.out}/{args.aug}-{args.seed}")
+    seed_everything(args.seed)  # the training stream starts from the seed too, as the recorded runs did
     start = time.time()
     Trainer(model, train, None, config).fit()
     seconds = time.time() - start

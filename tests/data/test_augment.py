@@ -123,7 +123,7 @@ def rectangles(seed: int, n: int = 5, height: int = 48, width: int = 64, side: i
     x, y = torch.stack([corner[:, 0], far[:, 0]], 1), torch.stack([corner[:, 1], far[:, 1]], 1)
     boxes = torch.stack([x[:, 0], y[:, 0], x[:, 1], y[:, 1]], 1).float()
     masks = torch.zeros(n, height, width, dtype=torch.uint8)
-    for m, (x1, y1, x2, y2) in zip(masks, boxes.int().tolist()):
+    for m, (x1, y1, x2, y2) in zip(masks, boxes.int().tolist(), strict=True):
         m[y1:y2, x1:x2] = 1
     kps = midpoints(boxes)
     kps[1::2] = 0
@@ -241,11 +241,14 @@ def test_a_crop_that_removes_every_box_leaves_an_empty_valid_target():
 
 def test_keypoints_leaving_the_image_become_unlabeled_and_occluded_ones_stay_occluded():
     image = torch.rand(3, 20, 20)
-    target = {"boxes": torch.tensor([[2.0, 2.0, 18.0, 18.0]]), "labels": torch.tensor([1]),
-              "keypoints": torch.tensor([[[3.0, 3.0, 2.0], [10.0, 10.0, 1.0], [12.0, 12.0, 0.0], [17.0, 10.0, 2.0]]])}
+    target = {"boxes": torch.tensor([[2.0, 2.0, 18.0, 18.0], [0.0, 0.0, 4.0, 4.0]]), "labels": torch.tensor([1, 2]),
+              "difficult": torch.tensor([False, True]),
+              "keypoints": torch.tensor([[[3.0, 3.0, 2.0], [10.0, 10.0, 1.0], [12.0, 12.0, 0.0], [17.0, 10.0, 2.0]],
+                                         [[2.0, 2.0, 2.0]] * 4])}
     _, out = TvTransform(v2.CenterCrop(10))(image, target)  # the window 5..15 in both axes
     assert out["keypoints"].tolist() == [[[0.0, 0.0, 0.0], [5.0, 5.0, 1.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]]]
     assert out["boxes"].tolist() == [[0.0, 0.0, 10.0, 10.0]]
+    assert out["labels"].tolist() == [1] and out["difficult"].tolist() == [False]  # VOC's flag goes with its box
 
 
 class Window(v2.Transform):
@@ -274,7 +277,8 @@ def test_a_box_the_crop_cuts_is_tightened_to_its_mask_and_an_emptied_mask_drops_
 
 @pytest.mark.parametrize("name", list(PRESETS))
 def test_every_preset_on_shapes_with_masks_and_keypoints(name):
-    data = ShapesDataset("train", length=12, image_size=64, seed=3, transforms=presets(name, ShapesDataset.keypoint_names))
+    data = ShapesDataset("train", length=12, image_size=64, seed=3,
+                         transforms=presets(name, ShapesDataset.keypoint_names))
     seeded = SeededDataset(data, seed=0, epoch=0)
     objects = 0
     for i in range(len(data)):
@@ -287,10 +291,11 @@ def test_every_preset_on_shapes_with_masks_and_keypoints(name):
 
 @pytest.mark.parametrize("name", ["flip", "standard", "strong"])
 def test_presets_are_reproducible_under_a_seed(name):
-    data = ShapesDataset("train", length=4, image_size=64, seed=1, transforms=presets(name, ShapesDataset.keypoint_names))
+    data = ShapesDataset("train", length=4, image_size=64, seed=1,
+                         transforms=presets(name, ShapesDataset.keypoint_names))
     first = [SeededDataset(data, seed=5, epoch=e)[2] for e in range(6)]
     again = [SeededDataset(data, seed=5, epoch=e)[2] for e in range(6)]
-    for (image, t), (image2, t2) in zip(first, again):
+    for (image, t), (image2, t2) in zip(first, again, strict=True):
         assert torch.equal(image, image2) and all(torch.equal(torch.as_tensor(t[k]), torch.as_tensor(t2[k])) for k in t)
     assert len({tuple(t["boxes"].flatten().tolist()) for _, t in first}) > 1  # epochs draw differently
 

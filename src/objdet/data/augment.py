@@ -8,7 +8,7 @@ masks (N x H x W), keypoints (N x K x 3, continuous pixel coordinates) and area 
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F

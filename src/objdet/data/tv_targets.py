@@ -16,7 +16,7 @@ from torchvision import tv_tensors
 
 from objdet.data.base import Target
 
-PER_OBJECT = ("boxes", "labels", "masks", "keypoints", "iscrowd", "area")
+PER_OBJECT = ("boxes", "labels", "masks", "keypoints", "iscrowd", "area", "difficult")  # one row per object
 
 
 class TvTransform:
