@@ -51,8 +51,9 @@ def test_openvino_ir_equals_pytorch(mask_model, tmp_path):
         with torch.no_grad():
             expected = model([image])[0]
         got = loaded.model([image])[0]
-        # OpenVINO's float32 CPU kernels move boxes by up to 6e-3 px here (onnxruntime: < 1e-3); not yet traced
-        _assert_outputs_equal(got, expected, atol=1e-2)
+        # float32 weights (compress_to_fp16=False) and kernels (the f32 hint): 1e-5 px here; either one in
+        # reduced precision moves boxes by 6e-3 px (float16 weights) or tens of pixels (bfloat16 kernels)
+        _assert_outputs_equal(got, expected, atol=1e-3)
         counts.add(len(got["boxes"]))
     assert len(counts) >= 2 and 0 in counts  # counts vary per image, the empty case included
     assert loaded.class_names == ["a", "b", "c"]
