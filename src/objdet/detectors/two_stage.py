@@ -16,6 +16,7 @@ from objdet.heads.box_head import RoIBoxStage
 from objdet.heads.roi_stage import RoIStage
 from objdet.heads.rpn import RegionProposalNetwork
 from objdet.norm import fold_frozen_batchnorms
+from objdet.tracing import image_size
 from objdet.transform import DetectionTransform
 
 
@@ -111,7 +112,7 @@ class TwoStageDetector(nn.Module):
     ):
         """Losses (train mode, targets required) or a list of detections per image (eval mode)."""
         self._check(images, targets, proposals)
-        original_sizes = [(int(im.shape[-2]), int(im.shape[-1])) for im in images]
+        original_sizes = [image_size(im) for im in images]
         batch, targets = self.transform(list(images), [dict(t) for t in targets] if self.training else None)
         feats = self.features(batch.tensors)
         losses: dict[str, Tensor] = {}

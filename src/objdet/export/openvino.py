@@ -1,4 +1,5 @@
-"""OpenVINO IR of a detector, converted from its ONNX export by OpenVINO's own converter (the `openvino` extra)."""
+"""OpenVINO IR of a detector, converted from its single-image ONNX export (any image size; OpenVINO's converter does
+not take the batch loop) by OpenVINO's own converter (the `openvino` extra)."""
 
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ def export_openvino(model: nn.Module, path: str | os.PathLike, image_size: tuple
     if path.suffix != ".xml":
         raise ConfigError(f"an OpenVINO IR file ends in .xml, not {path.suffix!r}", path=path)
     with tempfile.TemporaryDirectory() as tmp:
-        onnx_path = export_onnx(model, Path(tmp) / "model.onnx", image_size, opset, metadata=metadata)
+        onnx_path = export_onnx(model, Path(tmp) / "model.onnx", image_size, opset, metadata=metadata, batch=False)
         converted = ov.convert_model(str(onnx_path))
         converted.set_rt_info(json.dumps(read_metadata(onnx_path)), ["objdet"])
     path.parent.mkdir(parents=True, exist_ok=True)
