@@ -82,7 +82,8 @@ class DetectionTransform(nn.Module):
 
     def forward(self, images: Sequence[Tensor], targets: Sequence[dict] | None = None
                 ) -> tuple[ImageBatch, list[dict] | None]:
-        out_images, out_targets = [], None if targets is None else []
+        out_images: list[Tensor] = []
+        out_targets: list[dict] | None = None if targets is None else []
         for i, image in enumerate(images):
             if image.dim() != 3:
                 raise ImageError(f"expected a [C, H, W] tensor, got shape {tuple(image.shape)}",
@@ -95,7 +96,7 @@ class DetectionTransform(nn.Module):
                 raise AnnotationError("target has no 'boxes'", record=f"target {i}")
             image, target = self.resize(self.normalize(image), target)
             out_images.append(image)
-            if out_targets is not None:
+            if out_targets is not None and target is not None:  # both are None exactly when targets is
                 out_targets.append(target)
         sizes = [image_size(im) for im in out_images]
         return ImageBatch(self.batch(out_images), sizes), out_targets
@@ -195,7 +196,7 @@ class DetectionTransform(nn.Module):
             det = dict(det)
             det["boxes"] = resize_boxes(det["boxes"], size, original)
             if "masks" in det:
-                det["masks"] = paste_masks(det["masks"], det["boxes"], tuple(original))
+                det["masks"] = paste_masks(det["masks"], det["boxes"], (original[0], original[1]))
             if "keypoints" in det:
                 det["keypoints"] = resize_keypoints(det["keypoints"], size, original)
             results.append(det)

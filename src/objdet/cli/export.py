@@ -12,11 +12,14 @@ FORMATS = ("onnx", "torchscript", "openvino")
 
 def add(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="export a checkpoint to ONNX, TorchScript or OpenVINO (checked against PyTorch)",
-                       description="Export a checkpoint. ONNX: input `images` [B, 3, H, W] in 0..1, any batch and image size; "
-                                   "outputs boxes, scores, labels (+ masks, keypoints) of all images and batch_index "
+                       description="Export a checkpoint. ONNX: input `images` [B, 3, H, W] in 0..1, any batch and "
+                                   "image size; outputs boxes, scores, labels (+ masks, keypoints) of all images and batch_index "
                                    "(whose row each is). OpenVINO and TorchScript: one image [3, H, W] of any size. "
                                    "`objdet predict --model FILE` runs .onnx and .xml files.")
-    p.add_argument("--model", required=True, help="checkpoint (objdet train / objdet convert)")
+    p.add_argument("--model", help="checkpoint (objdet train / objdet convert), or a zoo name with --weights")
+    p.add_argument("--weights", metavar="SRC", help="weights of the zoo model --model names: torchvision:WEIGHTS, "
+                                                    "effdet:NAME or a state-dict file; alone, any checkpoint or "
+                                                    "state-dict file")
     p.add_argument("--format", default="onnx", choices=FORMATS, help="onnx, torchscript (traced) or openvino (IR .xml)")
     p.add_argument("output", help="file to write: model.onnx, model.torchscript.pt, model.xml")
     p.add_argument("--image-size", type=int, nargs=2, default=[256, 256], metavar=("H", "W"),
@@ -32,13 +35,12 @@ def add(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from objdet.engine import checkpoint
+    from objdet.engine.predict import load_model, torch_model
     from objdet.export.verify import verify
 
-    model, payload = checkpoint.load_model(args.model)
+    loaded = load_model(args.model, "cpu", args.weights)
+    model, to_cat, skeleton = torch_model(loaded), loaded.label_to_category_id, loaded.skeleton
     size = tuple(args.image_size)
-    skeleton = next((c.get("skeleton") for c in payload.get("categories") or [] if c.get("skeleton")), None)
-    to_cat = payload.get("label_to_category_id")
     meta = {"label_to_category_id": {str(k): v for k, v in to_cat.items()} if to_cat else None, "skeleton": skeleton}
     if args.format == "onnx":
         from objdet.export.onnx import export_onnx

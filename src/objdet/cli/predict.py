@@ -15,7 +15,11 @@ def add(sub: argparse._SubParsersAction) -> None:
                                    "folders and glob patterns. RGBA, grayscale and EXIF-rotated images are read "
                                    "upright as RGB. A bad image is skipped with a warning naming it; the run ends "
                                    "with exit status 3 when something was skipped.")
-    p.add_argument("--model", required=True, help="checkpoint (objdet train / convert), or model.onnx / model.xml")
+    p.add_argument("--model", help="checkpoint (objdet train / convert), model.onnx / model.xml, or a zoo name "
+                                    "with --weights")
+    p.add_argument("--weights", metavar="SRC", help="weights of the zoo model --model names: torchvision:WEIGHTS "
+                                                    "(e.g. COCO_V1), effdet:NAME or a state-dict file; alone, any "
+                                                    "checkpoint or state-dict file")
     p.add_argument("images", nargs="+", help="image files, folders or glob patterns ('**' recurses)")
     p.add_argument("--out", default="runs/predict", help="folder for predictions.jsonl, results.json and pictures")
     p.add_argument("--json", help="write the COCO results here (default OUT/results.json)")
@@ -40,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1 or not 0 <= args.overlap < 1 or (args.slice is not None and args.slice < 32):
         raise ConfigError("--batch-size must be >= 1, --overlap in [0, 1) and --slice at least 32 pixels")
     device = str(distributed.init_from_env(args.device))
-    loaded = load_model(args.model, device)
+    loaded = load_model(args.model, device, args.weights)
     sources = find_sources(args.images)
     if sources.ignored and distributed.is_main():
         names = ", ".join(p.name for p in sources.ignored[:5]) + (" ..." if len(sources.ignored) > 5 else "")

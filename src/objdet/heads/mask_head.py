@@ -113,7 +113,9 @@ def paste_masks(masks: Tensor, boxes: Tensor, image_size: tuple[int, int], paddi
 class MaskStage(RoIStage):
     """RoIAlign pooler + mask head: loss on the positive RoIs in training, pasted-ready probabilities at inference."""
 
-    def __init__(self, pooler: nn.Module, head: nn.Module, softmax: bool = False):
+    head: FCNMaskHead | MLPMaskHead
+
+    def __init__(self, pooler: nn.Module, head: FCNMaskHead | MLPMaskHead, softmax: bool = False):
         super().__init__(pooler, head)
         self.softmax = softmax
 
