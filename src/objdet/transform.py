@@ -141,7 +141,8 @@ class DetectionTransform(nn.Module):
         """Resize one normalised image and its target's boxes, masks and keypoints."""
         h, w = image.shape[-2:]
         if torch.jit.is_tracing() and target is None:
-            return F.interpolate(image[None], size=self._traced_size(h, w), mode="bilinear", align_corners=False)[0], None
+            size = self._traced_size(h, w)
+            return F.interpolate(image[None], size=size, mode="bilinear", align_corners=False)[0], None
         args = self._resize_args(h, w)
         image = F.interpolate(image[None], mode="bilinear", align_corners=False, **args)[0]
         if target is None:
