@@ -35,6 +35,7 @@ def _pointwise_available() -> bool:
 
 
 _POINTWISE = _pointwise_available()
+_LINEAR = _POINTWISE and hasattr(torch.ops.mkldnn, "_linear_pointwise")
 
 
 @contextlib.contextmanager
@@ -134,6 +135,8 @@ def conv(x: Tensor, layer: nn.Conv2d, norm: nn.Module | None = None, act: nn.Mod
     if (_POINTWISE and post is None and fused_act is not None and not needs_grad and x.device.type == "cpu"
             and x.dtype == torch.float32 and weight.dtype == torch.float32 and layer.padding_mode == "zeros"
             and not isinstance(layer.padding, str) and layer.groups == 1):  # oneDNN's grouped path is 2x slower
+        # an NCHW input (pooled RoIs) would be reordered to oneDNN's layout and back in every call of a tower
+        x = x.contiguous(memory_format=torch.channels_last)
         args = (weight, bias, list(layer.padding), list(layer.stride), list(layer.dilation), layer.groups)
         if residual is None:
             return torch.ops.mkldnn._convolution_pointwise(x, *args, fused_act, [], "")
@@ -144,7 +147,20 @@ def conv(x: Tensor, layer: nn.Conv2d, norm: nn.Module | None = None, act: nn.Mod
         y = post(y)
     if residual is not None:
         y = y + residual
+    if isinstance(act, nn.SiLU):
+        return F.silu(y, inplace=True)  # `y` is this call's own tensor: no second map
     return y if act is None else act(y)
+
+
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None, relu: bool = False) -> Tensor:
+    """`F.linear(x, weight, bias)` (then ReLU) in eval mode; for a 2-d float32 `x` on the CPU one oneDNN matmul with
+    the bias and ReLU fused (1.3-1.7x faster than MKL's sgemm on this project's AMD CPU)."""
+    needs_grad = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
+    if (_LINEAR and not needs_grad and x.device.type == "cpu" and x.dtype == weight.dtype == torch.float32
+            and x.dim() == 2):
+        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "relu" if relu else "none", [], "")
+    y = F.linear(x, weight, bias)
+    return F.relu(y) if relu else y
 
 
 def upsample_nearest(x: Tensor, size: tuple[int, int] | torch.Size) -> Tensor:
