@@ -70,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"{summary.images} images, {summary.detections} detections: lines in {summary.lines}, "
               f"results in {summary.results}" + (f", pictures in {options.out}" if options.draw else ""))
     if distributed.is_main() and summary.skipped:
-        print(f"skipped {len(summary.skipped)} of {len(sources.images) + len(sources.videos)} inputs:")
+        what = "inputs" if sources.videos else "images"
+        print(f"skipped {len(summary.skipped)} of {len(sources.images) + len(sources.videos)} {what}:")
         for _, reason in summary.skipped:
             print(f"  {reason}")
     return SKIPPED_STATUS if summary.skipped else 0
