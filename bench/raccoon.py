@@ -75,6 +75,13 @@ def objdet_model(arch: str, size: int, init: str = "own") -> nn.Module:
     return load_into(model, retinanet_state_dict(reference), name)
 
 
+def recipe(epochs: int, batch_size: int, lr: float, amp: bool, seed: int, out: str) -> TrainConfig:
+    """The training settings of every raccoon run: AdamW, 50 warm-up steps, cosine decay, no evaluation."""
+    return TrainConfig(epochs=epochs, batch_size=batch_size, optimizer="adamw", lr=lr, weight_decay=0.05,
+                       warmup_iters=50, schedule="cosine", clip_grad_norm=10.0, eval_every=0, amp=amp, seed=seed,
+                       out=out, progress=False)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", choices=["faster_rcnn", "retinanet"], required=True)
@@ -108,9 +115,8 @@ def main() -> None:
         model = model.to(memory_format=torch.channels_last)
     variant = "-tvinit" if args.init == "torchvision" else "-cl" if args.channels_last else ""
     run = f"{args.arch}-{args.impl}{variant}-{args.seed}"
-    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, optimizer="adamw", lr=args.lr,
-                         weight_decay=0.05, warmup_iters=50, schedule="cosine", clip_grad_norm=10.0, eval_every=0,
-                         amp=args.amp, seed=args.seed, out=f"{args.out}/{run}", progress=False)
+    config = recipe(args.epochs, args.batch_size, args.lr, args.amp, args.seed, f"{args.out}/{run}")
+    seed_everything(args.seed)  # the training stream starts from the seed too, as the recorded runs did
     start = time.time()
     Trainer(model, train, None, config).fit()
     seconds = time.time() - start

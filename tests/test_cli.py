@@ -75,6 +75,23 @@ def test_train_resume_matches_one_run_and_predict_draws(tiny_coco, tmp_path):
     assert torch.allclose(torch.tensor([x, y, x + w, y + h]), expected, atol=1e-3)
 
 
+def test_train_aug_preset_is_saved_and_resume_reuses_it(tiny_coco, tmp_path, capsys):
+    spec, _ = tiny_coco
+    assert _train(spec, tmp_path / "full", "--epochs", "2", "--aug", "strong") == 0
+    assert _train(spec, tmp_path / "cut", "--epochs", "2", "--aug", "strong", "--set", "interrupt_at_call=4") == 130
+    assert cli.main(["train", "--data", spec, "--out", str(tmp_path / "cut"), "--resume", "--no-progress"]) == 0
+    assert _train(spec, tmp_path / "flip", "--epochs", "2") == 0
+    full, cut = checkpoint.load(tmp_path / "full" / "last.pt"), checkpoint.load(tmp_path / "cut" / "last.pt")
+    flip = checkpoint.load(tmp_path / "flip" / "last.pt")
+    assert full["train_config"]["aug"] == cut["train_config"]["aug"] == "strong"
+    assert flip["train_config"]["aug"] == "flip"
+    assert all(torch.equal(full["model"][k], cut["model"][k]) for k in full["model"])
+    assert not all(torch.equal(full["model"][k], flip["model"][k]) for k in full["model"])
+    capsys.readouterr()
+    assert _train(spec, tmp_path / "bad", "--aug", "mosaic") == 2
+    assert "unknown augmentation preset 'mosaic'" in capsys.readouterr().err
+
+
 def test_eval_of_a_model_equals_eval_of_its_saved_results(tiny_coco, tmp_path, capsys):
     spec, _ = tiny_coco
     assert _train(spec, tmp_path / "run", "--epochs", "1") == 0
@@ -87,6 +104,21 @@ def test_eval_of_a_model_equals_eval_of_its_saved_results(tiny_coco, tmp_path, c
     assert cli.main(["eval", "--gt", ann_file, "--dt", str(tmp_path / "dt.json")]) == 0
     assert capsys.readouterr().out == by_model
     assert len(load_json(tmp_path / "dt.json")) == 6  # one detection per image from the toy
+
+
+def test_train_stops_early_prints_why_and_writes_the_report(tiny_coco, tmp_path, capsys):
+    spec, _ = tiny_coco
+    # lr 0: AP never moves, so with --patience 2 the third evaluation ends the run (exit status 0)
+    assert _train(spec, tmp_path / "run", "--val-data", spec, "--eval-every", "1", "--epochs", "10", "--lr", "0",
+                  "--patience", "2", "--metric", "AP50") == 0
+    out = capsys.readouterr().out
+    assert "early stop at epoch 3: AP50 has not improved for 2 evaluations" in out
+    assert "stopped at epoch 3" in out
+    page = (tmp_path / "run" / "report.html").read_text()
+    assert all(f"<td>{c['name']}</td>" in page for c in ShapesDataset.categories)
+    assert _train(spec, tmp_path / "quiet", "--val-data", spec, "--eval-every", "1", "--epochs", "1",
+                  "--no-report") == 0
+    assert not (tmp_path / "quiet" / "report.html").exists()
 
 
 def test_user_errors_exit_with_a_message(tmp_path, capsys):

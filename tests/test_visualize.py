@@ -50,3 +50,11 @@ def test_target_dicts_and_pil_images_are_accepted(tmp_path):
     assert saved.format == "PNG"
     expected = np.round(0.55 * 255 + 0.45 * np.array(PALETTE[3]))
     np.testing.assert_allclose(picture[9, 9], expected, atol=1)
+
+
+def test_a_box_under_one_pixel_is_drawn_as_a_point():
+    image = torch.zeros(3, 40, 60)
+    tiny = {"boxes": torch.tensor([[20.8, 10.4, 21.0, 10.9]]), "scores": torch.tensor([0.9]),
+            "labels": torch.tensor([1])}
+    picture = np.asarray(draw_detections(image, tiny, label_names={1: "x"}))
+    assert (picture[10, 20] == np.array(PALETTE[1])).all()

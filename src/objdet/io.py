@@ -11,10 +11,12 @@ import json
 import os
 import tempfile
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from objdet.errors import DataError, ObjdetError
 
+_orjson: ModuleType | None
 try:  # optional accelerator: the same objects as the standard library's json
     import orjson as _orjson
 except ImportError:  # pragma: no cover - exercised where orjson is not installed

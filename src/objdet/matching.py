@@ -76,7 +76,7 @@ class FgBgSampler:
         for i, labels in enumerate(matched_idxs):
             positive = torch.where(labels >= 1)[0]
             is_negative = labels == 0
-            if self.bg_iou_floor > 0:
+            if self.bg_iou_floor > 0 and ious is not None:
                 is_negative &= ious[i] >= self.bg_iou_floor
             negative = torch.where(is_negative)[0]
             num_pos = min(positive.numel(), int(self.batch_size_per_image * self.positive_fraction))

@@ -17,6 +17,11 @@ class FrozenBatchNorm2d(nn.Module):
     state dicts load directly; a ``num_batches_tracked`` entry in a loaded state dict is ignored.
     """
 
+    weight: Tensor
+    bias: Tensor
+    running_mean: Tensor
+    running_var: Tensor
+
     def __init__(self, num_features: int, eps: float = 1e-5):
         super().__init__()
         self.num_features = num_features
@@ -64,10 +69,12 @@ def make_norm(kind: str | None, channels: int, groups: int = 32, eps: float = 1e
 def fold_frozen_bn(conv: nn.Conv2d, bn: FrozenBatchNorm2d) -> nn.Conv2d:
     """A new convolution equal to ``bn(conv(x))``: the BN's affine map folded into weight and bias."""
     scale, shift = bn.scale_and_shift()
-    folded = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
-                       conv.padding, conv.dilation, conv.groups, bias=True,
+    # torch types Conv2d's normalised sizes as tuple[int, ...] (shared with Conv1d/3d); they are pairs here
+    folded = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,  # type: ignore[arg-type]
+                       conv.padding, conv.dilation, conv.groups, bias=True,  # type: ignore[arg-type]
                        padding_mode=conv.padding_mode, device=conv.weight.device,
                        dtype=conv.weight.dtype)
+    assert folded.bias is not None  # built with bias=True
     with torch.no_grad():
         folded.weight.copy_(conv.weight * scale.reshape(-1, 1, 1, 1))
         bias = conv.bias if conv.bias is not None else torch.zeros_like(shift)

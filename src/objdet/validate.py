@@ -24,7 +24,7 @@ import math
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Hashable, Iterable, Sequence
+from typing import Any, Hashable, Iterable, Sequence, TypeGuard
 
 import numpy as np
 
@@ -43,7 +43,7 @@ def warn(message: str, path: object, record: object) -> None:
     warnings.warn(f"{path}: record {record}: {message}", DataWarning, stacklevel=3)
 
 
-def is_finite_number(value: object) -> bool:
+def is_finite_number(value: object) -> TypeGuard[int | float]:
     """A JSON number (not a bool) that is a finite float; an int too large for a float is not one."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return False
@@ -83,7 +83,7 @@ def check_box(
     return clipped
 
 
-def inside_root(root: str | os.PathLike, file_name: str, *, path: object, record: object) -> Path:
+def inside_root(root: str | os.PathLike, file_name: object, *, path: object, record: object) -> Path:
     """Join an image file name to its root, refusing names that escape it (absolute, `..`)."""
     if not isinstance(file_name, str) or not file_name:
         raise DataError(f"image file name {file_name!r} is not a string", path=path, record=record)
@@ -149,11 +149,11 @@ def _counts_bad(texts: Sequence[str | bytes], areas: Sequence[int]) -> np.ndarra
     raw = [t.encode("latin-1", "replace") if isinstance(t, str) else bytes(t) for t in texts]
     n_str = len(raw)
     lengths = np.array([len(r) for r in raw], dtype=np.int64)
-    areas = np.asarray(areas, dtype=np.int64)
+    area = np.asarray(areas, dtype=np.int64)
     bad = np.zeros(n_str, dtype=bool)
     c = np.frombuffer(b"".join(raw), dtype=np.uint8).astype(np.int64) - 48
     if len(c) == 0:
-        return areas != 0
+        return area != 0
     owner = np.repeat(np.arange(n_str), lengths)  # the string of each character
     bad[owner[(c < 0) | (c > 63)]] = True
     ends = (c & 0x20) == 0
@@ -174,9 +174,9 @@ def _counts_bad(texts: Sequence[str | bytes], areas: Sequence[int]) -> np.ndarra
         total = np.cumsum(np.where(chain, values, 0))
         before = np.where(first > 0, total[np.maximum(first - 1, 0)], 0)
         values = np.where(chain, total - before[v_owner], values)
-    bad[v_owner[(values < 0) | (values > areas[v_owner])]] = True
+    bad[v_owner[(values < 0) | (values > area[v_owner])]] = True
     sums = np.bincount(v_owner, weights=values, minlength=n_str)  # float64: exact below 2**53
-    return bad | (sums != areas)
+    return bad | (sums != area)
 
 
 def is_size(value: object) -> bool:

@@ -57,7 +57,7 @@ def draw_detections(
     for k in torch.nonzero(keep).flatten().tolist():
         colour = colours[k]
         x1, y1, x2, y2 = boxes[k].tolist()
-        draw.rectangle([x1, y1, x2 - 1, y2 - 1], outline=colour, width=1)
+        draw.rectangle([x1, y1, max(x1, x2 - 1), max(y1, y2 - 1)], outline=colour, width=1)  # boxes under 1 px too
         label = int(labels[k])
         if isinstance(label_names, Mapping):
             name = label_names.get(label, str(label))

@@ -11,11 +11,14 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from torch import nn
 
 from objdet.errors import ConfigError
+
+if TYPE_CHECKING:
+    from objdet.detectors.base import Detector
 
 
 @dataclass(frozen=True)
@@ -24,7 +27,7 @@ class Entry:
 
     name: str
     config: type
-    build: Callable[[Any], nn.Module]
+    build: Callable[[Any], Detector]
     defaults: Mapping[str, Any]
     summary: str = ""
 
@@ -32,7 +35,7 @@ class Entry:
 _ENTRIES: dict[str, Entry] = {}
 
 
-def register(name: str, config: type, build: Callable[[Any], nn.Module], defaults: Mapping[str, Any] | None = None,
+def register(name: str, config: type, build: Callable[[Any], Detector], defaults: Mapping[str, Any] | None = None,
              summary: str = "") -> None:
     """Add (or replace) a zoo model: `build(config(**defaults, **overrides))` makes it."""
     _load_entries()
@@ -104,7 +107,7 @@ def _entry_of(cfg: Any) -> Entry:
 
 
 def build(model: str | Any, *, weights: str | os.PathLike | None = None, backbone_weights: str | None = None,
-          classes: Sequence[str] | None = None, **overrides: Any) -> nn.Module:
+          classes: Sequence[str] | None = None, **overrides: Any) -> Detector:
     """Build a zoo model from its name (with config `overrides`) or from a config dataclass.
 
     `classes` names the classes (labels 1..K in that order) and sets `num_classes`; the model keeps them
@@ -128,7 +131,7 @@ def build(model: str | Any, *, weights: str | os.PathLike | None = None, backbon
     return net
 
 
-def _build(model: str | Any, classes: Sequence[str] | None, overrides: dict[str, Any]) -> nn.Module:
+def _build(model: str | Any, classes: Sequence[str] | None, overrides: dict[str, Any]) -> Detector:
     if classes is not None:
         classes = [str(c) for c in classes]
         if not classes:
@@ -137,7 +140,7 @@ def _build(model: str | Any, classes: Sequence[str] | None, overrides: dict[str,
     if isinstance(model, str):
         e, cfg = entry(model), config(model, **overrides)
     else:
-        if not dataclasses.is_dataclass(model):
+        if not dataclasses.is_dataclass(model) or isinstance(model, type):
             raise ConfigError(f"build takes a zoo name or a config, got {type(model).__name__}")
         e = _entry_of(model)
         cfg = dataclasses.replace(model, **overrides) if overrides else model
@@ -150,7 +153,7 @@ def describe(model: nn.Module) -> dict[str, Any]:
     """What a checkpoint stores to rebuild `model` alone: {"arch", "config" (plain types), "class_names"}."""
     cfg = getattr(model, "config", None)
     arch = getattr(model, "arch", None)
-    if cfg is None or not dataclasses.is_dataclass(cfg):
+    if cfg is None or not dataclasses.is_dataclass(cfg) or isinstance(cfg, type):
         raise ConfigError(f"{type(model).__name__} was not built by objdet.build: it has no config to save")
     if arch is None:
         arch = _entry_of(cfg).name

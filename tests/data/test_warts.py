@@ -97,6 +97,10 @@ def test_real_errors_stay_errors_naming_the_file_and_record(tmp_path):
     (labelme / "annotations" / "raccoon-1.json").write_text(json.dumps({**doc, "imagePath": "../../../etc/x.jpg"}))
     with pytest.raises(DataError, match=r"raccoon-1\.json: record annotations/raccoon-1: image file name .* escapes"):
         open_dataset(f"labelme:{labelme}")
+    shape = {**doc["shapes"][0], "points": {"12": 0, "34": 0}}  # a dict, not [x, y] pairs (once read as its keys)
+    (labelme / "annotations" / "raccoon-1.json").write_text(json.dumps({**doc, "shapes": [shape]}))
+    with pytest.raises(AnnotationError, match=r"raccoon-1\.json: record .*points .* are not \[x, y\] pairs"):
+        open_dataset(f"labelme:{labelme}")
     flat = tmp_path / "flat"
     shutil.copytree(LABELIMG, flat)
     (flat / "raccoon-2.xml").write_text("<annotation><filename>raccoon-2.jpg</filename>")

@@ -37,6 +37,7 @@ from objdet.engine import distributed, inference
 from objdet.engine.trainer import TrainConfig, Trainer
 
 losses = []
+distributed.init_from_env()  # the launcher's step: the Trainer starts no process group itself
 torch.manual_seed(0)
 cfg = TrainConfig(epochs=2, batch_size=2, lr=0.05, warmup_iters=2, eval_every=0, progress=False, out={out!r})
 trainer = Trainer(ToyDetector(5, dropout=0.0), ShapesDataset("train", 10, 64), None, cfg,

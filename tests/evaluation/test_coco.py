@@ -110,6 +110,15 @@ def test_keypoint_stats_are_named():
     assert list(evaluate_coco(gt, dt, "keypoints")) == ["AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl"]
 
 
+def test_keypoint_evaluation_of_ground_truth_loaded_for_boxes_is_refused():
+    from objdet.evaluation.records import load_ground_truth
+
+    gt, dt = keypoint_case(1, 4, False)
+    with pytest.raises(EvaluationError, match="keypoint evaluation needs ground truth loaded for keypoints"):
+        evaluate(load_ground_truth(gt, "bbox"), dt, "keypoints")
+    assert evaluate(load_ground_truth(gt, "keypoints"), dt, "keypoints").stats == evaluate_coco(gt, dt, "keypoints")
+
+
 def test_more_than_max_dets_per_image_and_score_ties():
     rng = np.random.default_rng(0)
     gt = {"images": [{"id": 1}, {"id": 2}], "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}],

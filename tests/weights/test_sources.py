@@ -2,14 +2,12 @@
 under the published names), truncated and missing files, ImageNet trunks, and a training step from every kind
 of source whose checkpoint `objdet.load` rebuilds."""
 
-import urllib.error
-
 import pytest
 import torch
 from torchvision.models import detection as tvd
 from torchvision.models import resnet18
 
-from detection_match import freeze_batchnorms
+from released import released_faster_rcnn_state as _released_faster_rcnn_state
 
 import objdet
 from objdet.engine import checkpoint
@@ -17,27 +15,6 @@ from objdet.errors import CheckpointError, ConfigError
 from objdet.weights.sources import coco_names
 
 SMALL = dict(min_size=96, max_size=128)
-
-
-@pytest.fixture
-def hub(tmp_path, monkeypatch):
-    """An empty torch.hub cache; downloads fail as they do offline."""
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-
-    def offline(url, dst, *args, **kwargs):
-        raise urllib.error.URLError("[Errno -2] Name or service not known")
-
-    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
-    folder = tmp_path / "torch" / "hub" / "checkpoints"
-    folder.mkdir(parents=True)
-    return folder
-
-
-def _released_faster_rcnn_state() -> dict:
-    torch.manual_seed(0)
-    model = tvd.fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=91)
-    freeze_batchnorms(model.backbone.body)  # the released files' frozen layout: no num_batches_tracked
-    return model.state_dict()
 
 
 def _one_step_then_reload(model, tmp_path):

@@ -86,9 +86,9 @@ def render_table(study: Study, results: Sequence[RunResult], command: str | None
             run = runs[0] if runs else None
             row += [f"{run.parameters / 1e6:.2f}" if run else "—",
                     f"{run.flops / 1e9:.3f}" if run and run.flops is not None else "—"]
-            has_flops = run and base_cost and run.flops and base_cost.flops
             row += [f"{run.parameters / base_cost.parameters:.2f}x" if run and base_cost else "—",
-                    f"{run.flops / base_cost.flops:.2f}x" if has_flops else "—"]
+                    f"{run.flops / base_cost.flops:.2f}x" if run and base_cost and run.flops and base_cost.flops
+                    else "—"]
         if v.name == ref.name:
             row += ["0", "0", "(reference)", "—"]
         else:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import timm
 import torch
+from timm.models import FeatureInfo
 from torch import nn
 
 from objdet import fused
@@ -23,7 +26,8 @@ class EfficientNetBackbone(nn.Module):
         except RuntimeError as err:  # timm's "Unknown model" error
             raise ConfigError(f"unknown EfficientNet trunk {name!r}: {err}") from None
         self.name = name
-        channels = self.body.feature_info.channels()
+        # timm types create_model as returning nn.Module; a features_only trunk carries its FeatureInfo
+        channels = cast(FeatureInfo, self.body.feature_info).channels()
         self.out_channels = {f"C{level}": c for level, c in zip((3, 4, 5), channels)}
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:

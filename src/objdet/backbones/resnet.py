@@ -81,7 +81,8 @@ def load_imagenet_weights(body: nn.Module, source: str | Path, depth: int = 50) 
     load_checked(body, {k: v for k, v in state.items() if k.split(".")[0] in stages}, source)
 
 
-def resnet_body(depth: int, norm: str, frozen_bn_eps: float = 1e-5, weights: str | Path | None = None) -> nn.Module:
+def resnet_body(depth: int, norm: str, frozen_bn_eps: float = 1e-5,
+                weights: str | Path | None = None) -> tv_resnet.ResNet:
     """torchvision's ResNet of `depth` with `norm` layers and no classifier; ImageNet `weights` (a local .pth)
     loaded when given."""
     if depth not in DEPTHS:
@@ -149,7 +150,7 @@ class ResNetBackbone(nn.Module):
         return features
 
 
-def fused_block(block: nn.Module, x: Tensor) -> Tensor:
+def fused_block(block: tv_resnet.BasicBlock | tv_resnet.Bottleneck, x: Tensor) -> Tensor:
     """torchvision's Bottleneck or BasicBlock in eval mode as fused calls: each conv with its norm folded and
     its ReLU, the last one with the residual sum too (`objdet.fused`)."""
     down = block.downsample

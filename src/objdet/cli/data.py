@@ -90,7 +90,7 @@ def run_check(args: argparse.Namespace) -> int:
     from objdet.io import save_json
 
     parsed = parse_spec(args.spec)
-    options = {} if parsed.kind == "shapes" else {"on_error": "skip"}
+    options: dict[str, Any] = {} if parsed.kind == "shapes" else {"on_error": "skip"}
     try:
         with warnings.catch_warnings():  # the report lists every repair
             warnings.simplefilter("ignore", DataWarning)

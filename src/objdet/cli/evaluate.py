@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from objdet.cli.data import SPEC_HELP
 from objdet.errors import ConfigError
 
 
@@ -29,31 +30,44 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--report", metavar="OUT.html", help="write the self-contained HTML report here")
     p.add_argument("--images", metavar="DIR", help="image folder of --gt, for the report's galleries")
     p.add_argument("--boot", type=int, default=1000, metavar="N", help="bootstrap draws of a comparison (1000)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the comparison's bootstrap (0)")
-    p.add_argument("--model", metavar="CKPT", help="instead of --gt/--dt: run this checkpoint over --data")
-    p.add_argument("--data", metavar="SPEC", help="data set for --model (default split: val of shapes, test of voc)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the comparison's bootstrap and of --val-split (0)")
+    p.add_argument("--model", metavar="CKPT", help="instead of --gt/--dt: run this checkpoint (or zoo model with "
+                                                   "--weights) over --data")
+    p.add_argument("--weights", metavar="SRC", help="weights of the zoo model --model names: torchvision:WEIGHTS, "
+                                                    "effdet:NAME or a state-dict file; alone, any checkpoint or "
+                                                    "state-dict file. Classes are matched to --data's by name")
+    p.add_argument("--data", metavar="SPEC", help=f"{SPEC_HELP} for --model (default split: val of shapes and yolo, "
+                                                  "test of voc)")
+    p.add_argument("--val-split", type=float, metavar="FRACTION", help="score the held-out part of --data that "
+                                                                        "train --val-split FRACTION --seed S held out")
+    p.add_argument("--strict", action="store_true", help="refuse --data at the first wart instead of repairing it")
     p.add_argument("--save-dt", metavar="DT.json", help="with --model: also write its COCO results here")
     p.set_defaults(run=run)
 
 
-def model_results(checkpoint_path: str, spec: str | None, save_dt: str | None) -> tuple[dict, list, Any]:
+def model_results(args: argparse.Namespace) -> tuple[dict, list, Any]:
     """`eval --model CKPT --data SPEC`: the data set's COCO ground truth, the model's results on it (the
-    spec's held-out split when it names none) and the data set."""
-    if not spec:
+    spec's held-out split when it names none, the held-out part with --val-split) and the data set."""
+    if not args.data:
         raise ConfigError("eval --model needs --data SPEC")
-    from objdet import zoo
     from objdet.data import open_dataset, parse_spec
     from objdet.data.coco import dataset_to_coco
     from objdet.data.spec import HELD_OUT_SPLIT
     from objdet.engine import distributed, inference
+    from objdet.engine.predict import load_model, torch_model
     from objdet.io import save_json
 
     distributed.init_from_env()  # under torchrun each process predicts its shard; all get every record
-    parsed = parse_spec(spec)
-    dataset = open_dataset(spec, split=None if parsed.split else HELD_OUT_SPLIT.get(parsed.kind))
-    records = inference.predict(zoo.load(checkpoint_path), dataset)
-    if save_dt and distributed.is_main():
-        save_json(records, save_dt)
+    parsed = parse_spec(args.data)
+    if args.val_split is not None and parsed.split:
+        raise ConfigError(f"--val-split scores the held-out part of the data set: give {args.data!r} without "
+                          f"its split {parsed.split!r}")
+    split = "val" if args.val_split is not None else None if parsed.split else HELD_OUT_SPLIT.get(parsed.kind)
+    dataset = open_dataset(args.data, split=split, strict=args.strict, val_split=args.val_split, seed=args.seed)
+    model = torch_model(load_model(args.model, weights=args.weights))
+    records = inference.predict(model, dataset, label_to_category_id=inference.category_map(model, dataset))
+    if args.save_dt and distributed.is_main():
+        save_json(records, args.save_dt)
     return dataset_to_coco(dataset), records, dataset
 
 
@@ -85,8 +99,8 @@ def run(args: argparse.Namespace) -> int:
     gt: Any
     dts: list[Any]
     images: Any = args.images
-    if args.model:
-        gt, records, dataset = model_results(args.model, args.data, args.save_dt)
+    if args.model or args.weights:
+        gt, records, dataset = model_results(args)
         from objdet.engine import distributed
 
         if not distributed.is_main():  # the shards were gathered: rank 0 scores and prints once

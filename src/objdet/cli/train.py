@@ -6,7 +6,9 @@ import argparse
 from pathlib import Path
 from typing import Any, Sequence
 
+from objdet.cli.data import SPEC_HELP
 from objdet.errors import ConfigError
+from objdet.weights.finetune import SMALL_BATCH, TRUNK_STATS
 
 _TRAIN_FLAGS = {  # flag -> (TrainConfig field, type, help)
     "--epochs": ("epochs", int, "number of epochs"),
@@ -21,9 +23,14 @@ _TRAIN_FLAGS = {  # flag -> (TrainConfig field, type, help)
     "--ema-decay": ("ema_decay", float, "decay of the weight average (with --ema)"),
     "--eval-every": ("eval_every", int, "evaluate COCO AP every N epochs (0: never)"),
     "--checkpoint-every": ("checkpoint_every", int, "also write last.pt every N steps"),
-    "--seed": ("seed", int, "seed of batches, augmentation and initialisation"),
+    "--seed": ("seed", int, "seed of batches, augmentation, initialisation and --val-split"),
+    "--aug": ("aug", str, "training augmentation: none, flip (default), standard or strong (README)"),
     "--workers": ("num_workers", int, "data-loading processes"),
     "--device": ("device", str, "cpu or cuda"),
+    "--freeze": ("freeze", str, "parts that do not train: none, backbone or backbone+neck"),
+    "--metric": ("metric", str, ("what picks best.pt and --patience watches: a COCO stat (AP, AP50, "
+                                 "segm/AP...) or val_loss (lower is better); default bbox AP")),
+    "--patience": ("patience", int, "stop when --metric has not improved for N evaluations (0: never)"),
 }
 
 
@@ -32,8 +39,20 @@ def add(sub: argparse._SubParsersAction) -> None:
                        description="Train a zoo model. Writes last.pt, best.pt, log.jsonl and TensorBoard "
                                    "scalars to --out. Under torchrun, trains on every process with DDP.")
     p.add_argument("--model", help="zoo model name (see objdet.list_models()); not needed with --resume")
-    p.add_argument("--data", required=True, help="training data: shapes[:split] | voc:ROOT[:split] | coco:ANN.json:IMG_DIR")
-    p.add_argument("--val-data", help="evaluation data SPEC (default: the `val` split of shapes, `test` of voc)")
+    p.add_argument("--data", required=True, help=f"training {SPEC_HELP}")
+    p.add_argument("--val-data", metavar="SPEC", help="evaluation data (default: the `val` split of shapes and yolo, "
+                                                      "`test` of voc; with --val-split, the held-out part)")
+    p.add_argument("--val-split", type=float, metavar="FRACTION", help="hold out this fraction of --data (seeded "
+                   "by --seed) as the validation set and train on the rest")
+    p.add_argument("--strict", action="store_true", help="refuse the data at the first wart instead of repairing it")
+    p.add_argument("--weights", metavar="SRC", help="start from these weights: a checkpoint, a torchvision or effdet "
+                   "state dict, torchvision:WEIGHTS (e.g. COCO_V1) or effdet:NAME; classes of the same name keep "
+                   "their rows. Sets the fine-tuning recipe's defaults (README, 'Fine-tune on your own classes')")
+    p.add_argument("--backbone-weights", metavar="imagenet|PATH", help="start the trunk only from ImageNet weights "
+                                                                       "(torchvision's or timm's) or a file")
+    p.add_argument("--trunk-stats", choices=TRUNK_STATS, default="auto",
+                   help="BatchNorm statistics of a pretrained trunk: frozen, or batch (updated every step); auto "
+                        f"freezes them below {SMALL_BATCH} images per process")
     p.add_argument("--out", default="runs/train", help="run folder")
     p.add_argument("--resume", nargs="?", const="", metavar="CKPT",
                    help="continue the run (from CKPT, default OUT/last.pt) with its saved settings")
@@ -44,6 +63,8 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--amp", action="store_true", default=None, help="mixed precision (bfloat16 on CPU, float16 on CUDA)")
     p.add_argument("--ema", action="store_true", default=None, help="keep and evaluate an average of the weights")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-report", action="store_true", default=None,
+                   help="do not write OUT/report.html (the evaluation report on the validation set) at the end")
     p.set_defaults(run=run)
 
 
@@ -63,56 +84,69 @@ def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
     return out
 
 
-def open_data(spec: str, split: str, augment: bool) -> Any:
-    """A data set from SPEC (`split` when the spec names none); training sets get random horizontal flips
-    (keypoints swap left/right)."""
+def open_data(spec: str, split: str, aug: str = "none", strict: bool = False, val_split: float | None = None,
+              seed: int = 0) -> Any:
+    """A data set from SPEC (`split` when the spec names none, the seeded part of `val_split` when given) with
+    the augmentation preset `aug` (objdet.data.augment.PRESETS; keypoints swap left/right under flips)."""
     from objdet.data import open_dataset, parse_spec
-    from objdet.data.augment import HorizontalFlip
+    from objdet.data.augment import presets
 
-    dataset = open_dataset(spec, split=None if parse_spec(spec).split else split)
-    if augment:
-        dataset.transforms = HorizontalFlip(keypoint_names=getattr(dataset, "keypoint_names", None) or None)
+    named = parse_spec(spec).split
+    if named and val_split is not None:
+        raise ConfigError(f"--val-split carves train and val parts out of the data set: give {spec!r} without "
+                          f"its split {named!r}")
+    dataset = open_dataset(spec, split=None if named else split, strict=strict, val_split=val_split, seed=seed)
+    dataset.transforms = presets(aug, getattr(dataset, "keypoint_names", None))
     return dataset
 
 
 def run(args: argparse.Namespace) -> int:
     from objdet import zoo
     from objdet.data import held_out_spec
-    from objdet.engine import checkpoint
+    from objdet.engine import checkpoint, distributed
     from objdet.engine.trainer import TrainConfig, Trainer, seed_everything
+    from objdet.weights.finetune import RECIPE, build_for_training
 
     saved: dict[str, Any] = {}
     resume_from = None
     if args.resume is not None:
         resume_from = Path(args.resume or Path(args.out) / "last.pt")
         saved = checkpoint.load(resume_from)
-    settings = dict(saved.get("train_config") or {})
+    settings = dict(saved.get("train_config") or (RECIPE if args.weights else {}))
     settings.update({field: getattr(args, flag[2:].replace("-", "_")) for flag, (field, _, _) in _TRAIN_FLAGS.items()
                      if getattr(args, flag[2:].replace("-", "_")) is not None})
     settings.update({k: v for k, v in (("amp", args.amp), ("ema", args.ema)) if v is not None})
+    if args.no_report:
+        settings["report"] = False
     settings.update(out=args.out, progress=not args.no_progress)
     config = TrainConfig(**settings)
+    distributed.init_from_env(config.device)  # under torchrun: join the process group before any model exists
 
-    train_set = open_data(args.data, "train", augment=True)
-    val_spec = args.val_data or held_out_spec(args.data)
-    val_set = open_data(val_spec, "val", augment=False) if val_spec else None
+    val_split = args.val_split if args.val_split is not None else saved.get("val_split")
+    if val_split is not None and args.val_data:
+        raise ConfigError("--val-split makes the validation set from --data: give it or --val-data, not both")
+    train_set = open_data(args.data, "train", config.aug, args.strict, val_split, config.seed)
+    val_spec = args.data if val_split is not None else args.val_data or held_out_spec(args.data)
+    val_set = open_data(val_spec, "val", "none", args.strict, val_split, config.seed) if val_spec else None
     arch = saved.get("arch") or args.model
-    if not arch:
-        raise ConfigError("--model is required (the zoo name of the detector to train)")
-    if saved:
-        fields = dict(saved["config"])
-    else:
-        cfg = zoo.config(arch)
-        fields = {**cfg.data_fields(train_set.num_classes, getattr(train_set, "keypoint_names", None)),
-                  **parse_overrides(args.set)}
     classes = [c["name"] for c in train_set.categories]
     seed_everything(config.seed)
-    model = zoo.build(arch, classes=classes, **{k: v for k, v in fields.items() if k != "num_classes"})
+    if saved:
+        model = zoo.build(arch, classes=classes, **{k: v for k, v in saved["config"].items() if k != "num_classes"})
+    else:
+        model, summary = build_for_training(arch, classes, parse_overrides(args.set), batch_size=config.batch_size,
+                                            keypoint_names=getattr(train_set, "keypoint_names", None),
+                                            weights=args.weights, backbone_weights=args.backbone_weights,
+                                            trunk_stats=args.trunk_stats)
+        if summary and distributed.is_main():
+            print(summary)
+    seed_everything(config.seed)  # the training stream starts from the seed as well (as it always has)
     trainer = Trainer(model, train_set, val_set, config,
-                      extra={"categories": list(train_set.categories),
+                      extra={"categories": list(train_set.categories), "val_split": val_split,
                              "label_to_category_id": dict(train_set.label_to_category_id)})
     if resume_from is not None:
         trainer.resume(resume_from)
     result = trainer.fit()
-    print(f"{result['status']} at epoch {result['epoch']}, step {result['step']}; checkpoints in {args.out}")
+    if distributed.is_main():
+        print(f"{result['status']} at epoch {result['epoch']}, step {result['step']}; checkpoints in {args.out}")
     return 130 if result["status"] == "interrupted" else 0

@@ -12,15 +12,14 @@ from __future__ import annotations
 import inspect
 from typing import Any, Callable
 
-from torch.utils.data import Dataset
-
+from objdet.data.base import DetectionDataset
 from objdet.data.spec import DataSpec, held_out_spec, parse_spec, pick_split, seeded_split
 from objdet.errors import ConfigError
 
 __all__ = ["open_dataset", "held_out_spec", "parse_spec"]
 
 
-def _construct(cls: Callable[..., Dataset], spec: str, *args: Any, **options: Any) -> Dataset:
+def _construct(cls: Callable[..., DetectionDataset], spec: str, *args: Any, **options: Any) -> DetectionDataset:
     """Build the data set, turning an unknown option into a ConfigError instead of a TypeError."""
     try:
         inspect.signature(cls).bind(*args, **options)
@@ -29,7 +28,7 @@ def _construct(cls: Callable[..., Dataset], spec: str, *args: Any, **options: An
     return cls(*args, **options)
 
 
-def _reader(parsed: DataSpec, split: str | None) -> tuple[Callable[..., Dataset], tuple]:
+def _reader(parsed: DataSpec, split: str | None) -> tuple[Callable[..., DetectionDataset], tuple]:
     """The reader class of a spec's kind and its positional arguments."""
     if parsed.kind == "shapes":
         from objdet.data.shapes import ShapesDataset
@@ -73,7 +72,7 @@ def _pool(parsed: DataSpec) -> str | None:
 
 
 def open_dataset(spec: str, split: str | None = None, *, strict: bool = False, val_split: float | None = None,
-                 seed: int = 0, **options: Any) -> Dataset:
+                 seed: int = 0, **options: Any) -> DetectionDataset:
     """Open the data set a spec names; `options` go to its constructor (transforms, classes, length, ...).
 
     `strict=True` turns every repair of a wart (see `objdet.data.repair`) into an AnnotationError.
@@ -90,6 +89,6 @@ def open_dataset(spec: str, split: str | None = None, *, strict: bool = False, v
         options["strict"] = strict
     cls, args = _reader(parsed, chosen)
     dataset = _construct(cls, spec, *args, **options)
-    if part is not None:
+    if part is not None and val_split is not None:
         dataset.select(seeded_split(len(dataset), val_split, seed)[part])
     return dataset

@@ -1,18 +1,31 @@
-"""Training augmentations on (image [3,H,W], target) pairs: horizontal flip, resize with scale jitter.
+"""Training augmentations on (image [3,H,W], target) pairs: horizontal flip, resize, and the presets.
 
 Each transform is a callable `(image, target) -> (image, target)` that updates boxes (xyxy pixels),
 masks (N x H x W), keypoints (N x K x 3, continuous pixel coordinates) and area together;
 `Compose` chains them. Randomness comes from torch's generator (pass one for reproducibility).
+`presets(name, keypoint_names)` builds what `objdet train --aug NAME` applies (see `PRESETS`).
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
+from torchvision.transforms import v2
 
 from objdet.data.base import Target, Transform
+from objdet.data.scale_jitter import ScaleJitterCrop
+from objdet.data.tv_targets import TvTransform
+from objdet.errors import ConfigError
+
+PRESETS = {
+    "none": "no augmentation",
+    "flip": "horizontal flip with probability 0.5 (keypoints swap left and right)",
+    "standard": "flip, scale jitter 0.8-1.25 on the image's canvas (multi-scale training), colour jitter",
+    "strong": "flip, large-scale jitter 0.1-2.0 (zooms in by cropping, out by padding), colour jitter",
+}
+SCALE_RANGES = {"standard": (0.8, 1.25), "strong": (0.1, 2.0)}
 
 
 class Compose:
@@ -115,3 +128,17 @@ class Resize:
             scale = min(scale, self.max_size / max(h, w))
         size = (max(1, round(h * scale)), max(1, round(w * scale)))
         return resize(image, target, size)
+
+
+def presets(name: str, keypoint_names: Sequence[str] | None = None) -> Transform | None:
+    """The training augmentation named `name` (a key of PRESETS); None for "none". Objects a crop removes
+    or leaves degenerate are dropped with their masks and keypoints (objdet.data.tv_targets)."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown augmentation preset {name!r}; choose one of {', '.join(PRESETS)}")
+    if name == "none":
+        return None
+    flip = HorizontalFlip(keypoint_names=keypoint_names or None)
+    if name == "flip":
+        return flip
+    colour = v2.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3, hue=0.02)
+    return Compose([flip, TvTransform(v2.Compose([ScaleJitterCrop(SCALE_RANGES[name]), colour]))])

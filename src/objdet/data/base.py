@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import torch
 
-Target = dict[str, torch.Tensor]
+Target = dict[str, Any]  # tensors by name (boxes, labels, masks, keypoints, ...) and `image_id`, an int
 Transform = Callable[[torch.Tensor, Target], tuple[torch.Tensor, Target]]
 
 
@@ -16,6 +16,13 @@ class DetectionDataset(torch.utils.data.Dataset):
     transforms: Optional[Transform] = None
 
     def load(self, i: int) -> tuple[torch.Tensor, Target]:
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def select(self, indices: Sequence[int]) -> None:
+        """Keep only the images at `indices` (a seeded train/val split; readers of files implement it)."""
         raise NotImplementedError
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, Target]:

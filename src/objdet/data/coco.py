@@ -88,8 +88,7 @@ class CocoDataset(DetectionDataset):
         cat_to_label = {c: lab for lab, c in self.label_to_category_id.items()}
         self.images = self._read_images(self.coco["images"])
         index = {img["id"]: i for i, img in enumerate(self.images)}
-        names = next((c["keypoints"] for c in self.categories if c.get("keypoints")), [])
-        self.keypoint_names: list[str] = list(names)
+        self.keypoint_names: list[str] = list(next((c["keypoints"] for c in self.categories if c.get("keypoints")), []))
         self.has_masks = any(isinstance(a, dict) and a.get("segmentation") for a in anns)
         check_unique((a.get("id") for a in anns if isinstance(a, dict) and "id" in a),
                      "annotation", path=path)
@@ -309,7 +308,8 @@ def dataset_to_coco(dataset: Any) -> dict:
     Masks become compressed RLE, keypoints flat [x, y, v] * K, VOC's difficult flag is kept as
     `difficult` on each annotation.
     """
-    images, anns = [], []
+    images: list[dict] = []
+    anns: list[dict] = []
     for i in range(len(dataset)):
         info = dataset.image_info(i)
         images.append({k: info[k] for k in ("id", "file_name", "width", "height")})

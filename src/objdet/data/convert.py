@@ -72,7 +72,7 @@ def _joined_polygon(polygons: list[list[float]]) -> list[float]:
 class Writer:
     """Base of the three writers: `add(i, image_name, annotations)` per image, then `close()`."""
 
-    holds = ()  # what the format keeps: "masks", "keypoints", "crowd"
+    holds: tuple[str, ...] = ()  # what the format keeps: "masks", "keypoints", "crowd"
 
     def __init__(self, dataset: Any, out: Path, split: str):
         self.dataset, self.out, self.split = dataset, out, split
@@ -90,6 +90,10 @@ class Writer:
         if ann.get("keypoints") and "keypoints" not in self.holds:
             self.dropped["keypoint sets"] += 1
         return True
+
+    def add(self, i: int, name: str, anns: list[dict]) -> None:
+        """Write image `i` (named `name` in the flat name list) and its annotations."""
+        raise NotImplementedError
 
     def close(self) -> str:
         """Finish the files; return the spec that reads the written data set back."""
@@ -117,8 +121,9 @@ class CocoWriter(Writer):
     def close(self) -> str:
         categories = [dict(c) for c in self.dataset.categories]
         names = getattr(self.dataset, "keypoint_names", None)
-        for c in categories if names else []:
-            c["keypoints"] = list(names)
+        if names:
+            for c in categories:
+                c["keypoints"] = list(names)
         path = save_json({"images": self.images, "annotations": self.annotations, "categories": categories},
                          self.out / f"{self.split}.json")
         return f"coco:{path}:{self.out / 'images'}"

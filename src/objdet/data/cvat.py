@@ -46,7 +46,8 @@ def meta_labels(tree: ET.Element) -> tuple[list[str] | None, dict[str, list[str]
     lists = [labels for labels in tree.iter("labels")]
     if not lists:
         return None, {}
-    classes, skeletons = [], {}
+    classes: list[str] = []
+    skeletons: dict[str, list[str]] = {}
     for label in lists[0].findall("label"):
         name = (label.findtext("name") or "").strip()
         parent = (label.findtext("parent") or "").strip()
@@ -127,12 +128,13 @@ class CVATDataset(RecordDataset):
                                       record=where)
             keypoints = [[x, y, 2.0] for x, y in points]
         for point in shape.findall("points") if shape.tag == "skeleton" else []:
-            if point.get("label") not in names:
-                raise AnnotationError(f"point {point.get('label')!r} is not in skeleton {label!r}", path=path,
+            point_label = point.get("label")
+            if point_label is None or point_label not in names:
+                raise AnnotationError(f"point {point_label!r} is not in skeleton {label!r}", path=path,
                                       record=where)
             (x, y), *_ = _points(point.get("points"), path, where) or [(0.0, 0.0)]
             if point.get("outside", "0") != "1":
-                keypoints[names.index(point.get("label"))] = [x, y, 1.0 if point.get("occluded") == "1" else 2.0]
+                keypoints[names.index(point_label)] = [x, y, 1.0 if point.get("occluded") == "1" else 2.0]
         labelled = [(x, y) for x, y, v in keypoints if v > 0]
         if not labelled:
             self.repairs.note("empty", "skeleton without labelled points dropped", path=path, record=where)

@@ -24,10 +24,12 @@ from objdet.io import load_json
 
 def _points(shape: dict, path: Path, record: str) -> list[tuple[float, float]]:
     points = shape.get("points")
-    try:
-        return [(float(x), float(y)) for x, y in points]
-    except (TypeError, ValueError, OverflowError):
-        raise AnnotationError(f"points {points!r} are not [x, y] pairs", path=path, record=record) from None
+    if isinstance(points, list):
+        try:
+            return [(float(x), float(y)) for x, y in points]
+        except (TypeError, ValueError, OverflowError):
+            pass
+    raise AnnotationError(f"points {points!r} are not [x, y] pairs", path=path, record=record)
 
 
 class LabelMeDataset(RecordDataset):

@@ -32,9 +32,11 @@ def positive_size(value: object) -> int | None:
     from the image header); anything else (negative, fractional, not a number) is refused by the caller."""
     if value is None or value == "" or value == 0:
         return None
+    if not isinstance(value, (str, int, float)):
+        return -1
     try:
-        number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError, OverflowError):
+        number = float(value)
+    except (ValueError, OverflowError):
         return -1
     if number == 0:
         return None

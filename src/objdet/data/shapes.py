@@ -60,7 +60,7 @@ def extremal_points(vertices: np.ndarray, eps: float = 1e-6) -> np.ndarray:
 def _texture(rng: np.random.Generator, h: int, w: int, cells: int, amplitude: float) -> np.ndarray:
     """Smooth random field [h, w, 3]: a coarse random grid upsampled bilinearly."""
     coarse = rng.uniform(0, 255, (cells, cells, 3)).astype(np.uint8)
-    smooth = np.asarray(Image.fromarray(coarse).resize((w, h), Image.BILINEAR), np.float32)
+    smooth = np.asarray(Image.fromarray(coarse).resize((w, h), Image.Resampling.BILINEAR), np.float32)
     return (smooth / 255.0 - 0.5) * amplitude
 
 
@@ -85,7 +85,9 @@ def occlude(masks: list[np.ndarray], min_visible: float, min_pixels: int = 4
             ) -> list[np.ndarray | None]:
     """Visible part of each mask when later masks lie on top; None for an object that keeps less
     than `min_visible` of its area (or `min_pixels`), which is dropped and so hides nothing."""
-    occupied = np.zeros_like(masks[0]) if masks else None
+    if not masks:
+        return []
+    occupied = np.zeros_like(masks[0])
     out: list[np.ndarray | None] = [None] * len(masks)
     for k in reversed(range(len(masks))):
         visible = masks[k] & ~occupied
@@ -115,8 +117,8 @@ def generate(rng: np.random.Generator, size: int = 160, max_objects: int = 6, mi
         v = v + rng.uniform(-lo, [w, h] - hi)
         shapes.append((label + 1, v, _raster(v, h, w)))
 
-    visible = occlude([full for _, _, full in shapes], min_visible)
-    kept = [(*shape, vis) for shape, vis in zip(shapes, visible) if vis is not None]
+    visible_parts = occlude([full for _, _, full in shapes], min_visible)
+    kept = [(*shape, vis) for shape, vis in zip(shapes, visible_parts) if vis is not None]
 
     image = rng.uniform(0.2, 0.8, 3).astype(np.float32) + _texture(rng, h, w, 5, 0.4)
     for label, v, full, _ in kept:
@@ -207,7 +209,7 @@ class ShapesDataset(DetectionDataset):
             raise IndexError(f"shapes {self.split} has {self.length} images, not index {i}")
         rng = np.random.default_rng([self.seed, SPLITS[self.split], i])
         image, target = generate(rng, self.image_size, self.max_objects, self.min_visible, self.classes)
-        out = {k: torch.from_numpy(v) for k, v in target.items()}
+        out: Target = {k: torch.from_numpy(v) for k, v in target.items()}
         out["image_id"] = i + 1
         return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))), out
 

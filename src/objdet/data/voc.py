@@ -27,6 +27,7 @@ import csv
 import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import NoReturn
 from xml.parsers import expat
 
 from objdet.data.base import Transform
@@ -41,7 +42,7 @@ def parse_xml(path: str | os.PathLike) -> ET.Element:
     builder = ET.TreeBuilder()
     parser = expat.ParserCreate()
 
-    def refuse(*_: object) -> None:
+    def refuse(*_: object) -> NoReturn:
         raise DataError("xml with a DOCTYPE or entity declaration is refused", path=path)
 
     parser.StartDoctypeDeclHandler = refuse
@@ -99,14 +100,15 @@ class VOCDataset(RecordDataset):
         super().__init__(self.root, transforms, max_pixels, strict, on_error)
         if not self.root.is_dir():
             raise DataError("VOC root folder not found", path=self.root)
-        self.ann_dir = _first_dir(self.root, ("Annotations", "annotations"))
-        self.image_dir = _first_dir(self.root, ("JPEGImages", "images"))
-        if self.ann_dir is None and any(self.root.glob("*.xml")):  # LabelImg: images and xml side by side
-            self.ann_dir = self.image_dir = self.root
-        if self.ann_dir is None or self.image_dir is None:
-            missing = "Annotations or annotations" if self.ann_dir is None else "JPEGImages or images"
+        ann_dir = _first_dir(self.root, ("Annotations", "annotations"))
+        image_dir = _first_dir(self.root, ("JPEGImages", "images"))
+        if ann_dir is None and any(self.root.glob("*.xml")):  # LabelImg: images and xml side by side
+            ann_dir = image_dir = self.root
+        if ann_dir is None or image_dir is None:
+            missing = "Annotations or annotations" if ann_dir is None else "JPEGImages or images"
             raise DataError(f"no {missing} folder in the VOC root, and no .xml files beside the images",
                             path=self.root)
+        self.ann_dir, self.image_dir = ann_dir, image_dir
         self.split, self.keep_difficult = split, keep_difficult
         ids = self._split_ids(split)
         records = []

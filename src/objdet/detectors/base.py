@@ -1,19 +1,23 @@
-"""What every detector shares: its config's base (what the model has and how a data set or a training
-recipe sets it), config construction that names unknown fields, and the checks on training targets."""
+"""What every detector shares: the attributes a built model carries, its config's base (what the model has and
+how a data set or a training recipe sets it), config construction that names unknown fields, and the checks on
+training targets."""
 
 from __future__ import annotations
 
 import dataclasses
 import typing
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from objdet.anchors import AnchorGenerator
 from objdet.errors import AnnotationError, ConfigError
 from objdet.transform import DetectionTransform
+
+if TYPE_CHECKING:
+    from objdet.weights.transfer import TransferReport
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,22 @@ class DetectorConfig:
     def scaled_anchors(self, factor: float) -> dict[str, Any]:
         """The config fields that make every anchor `factor` times larger (empty without anchors)."""
         return {}
+
+
+class Detector(nn.Module):
+    """The base of objdet's detectors: besides its layers, a model built by `objdet.build` carries what a
+    checkpoint stores to rebuild it (`objdet.zoo.describe`) and what loading weights into it did."""
+
+    config: Any  # the full config dataclass it was built from
+    arch: str  # its zoo name
+    num_classes: int
+    class_names: list[str] | None  # the names of labels 1..K, None when the classes were not named
+    weights_report: TransferReport | str  # full-model weights: what was loaded; backbone weights: one line
+
+    def class_rows(self) -> dict[str, ClassRows | None]:
+        """The class-specific tensors (state-dict names) and how they hold their classes (fine-tuning keeps the
+        rows of the classes it knows)."""
+        raise NotImplementedError
 
 
 @dataclass(frozen=True)

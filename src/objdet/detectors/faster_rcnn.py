@@ -139,7 +139,9 @@ def trunk(cfg: RCNNConfig) -> tuple[ResNetBackbone, FPN | None, list[str], list[
 
 def region_proposals(cfg: RCNNConfig, channels: int) -> RegionProposalNetwork:
     """The RPN on the config's anchors (`RCNNConfig.anchor_plan`)."""
-    anchors = cfg.anchor_plan().generator
+    plan = cfg.anchor_plan()
+    assert plan is not None  # built only when cfg.rpn, which is when the config has an anchor plan
+    anchors = plan.generator
     head = RPNHead(channels, anchors.num_anchors_per_location()[0], cfg.rpn_convs)
     return RegionProposalNetwork(
         anchors, head, cfg.rpn_fg_iou, cfg.rpn_bg_iou, cfg.rpn_batch_size,

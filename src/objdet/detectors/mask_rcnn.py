@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
 def mask_stage(cfg: RCNNConfig, channels: int) -> MaskStage:
     """Pooler and mask head on the RoI features (`channels` deep) the trunk gives."""
+    head: FCNMaskHead | MLPMaskHead
     if cfg.mask_head == "fcn":
         head = FCNMaskHead(channels, cfg.num_classes, norm=cfg.mask_head_norm)
     elif cfg.mask_head == "mlp":

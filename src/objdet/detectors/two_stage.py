@@ -10,16 +10,18 @@ import torch
 from torch import Tensor, nn
 
 from objdet import fused
-from objdet.detectors.base import ClassRows, check_targets
+from objdet.detectors.base import ClassRows, Detector, check_targets
 from objdet.errors import ConfigError
 from objdet.heads.box_head import RoIBoxStage
+from objdet.heads.mask_head import MaskStage
 from objdet.heads.roi_stage import RoIStage
 from objdet.heads.rpn import RegionProposalNetwork
 from objdet.norm import fold_frozen_batchnorms
+from objdet.tracing import image_size
 from objdet.transform import DetectionTransform
 
 
-class TwoStageDetector(nn.Module):
+class TwoStageDetector(Detector):
     """R-CNN family detector with torchvision's calling convention: `model(images, targets)` returns losses
     in train mode, `model(images)` detections in eval mode. Without an RPN, pass `proposals` (per image,
     xyxy in input-image pixels) as Fast R-CNN does."""
@@ -34,7 +36,7 @@ class TwoStageDetector(nn.Module):
         box_stage: RoIBoxStage,
         rpn_levels: Sequence[str],
         roi_levels: Sequence[str],
-        mask_stage: RoIStage | None = None,
+        mask_stage: MaskStage | None = None,
         keypoint_stage: RoIStage | None = None,
     ):
         super().__init__()
@@ -97,9 +99,11 @@ class TwoStageDetector(nn.Module):
             if targets is None:
                 raise ConfigError("a detector in train mode needs targets; call model.eval() to predict")
             check_targets(targets, self.num_classes, self._needs())
-        if self.rpn is None and (proposals is None or len(proposals) != len(images)):
+        if self.rpn is not None:
+            return
+        if proposals is None or len(proposals) != len(images):
             raise ConfigError("this detector has no RPN: pass `proposals`, one [N, 4] tensor per image")
-        for i, p in enumerate(proposals if self.rpn is None else []):
+        for i, p in enumerate(proposals):
             if p.ndim != 2 or p.shape[-1] != 4:
                 raise ConfigError(f"proposals of image {i} have shape {tuple(p.shape)}, expected [N, 4] xyxy")
 
@@ -111,13 +115,14 @@ class TwoStageDetector(nn.Module):
     ):
         """Losses (train mode, targets required) or a list of detections per image (eval mode)."""
         self._check(images, targets, proposals)
-        original_sizes = [(int(im.shape[-2]), int(im.shape[-1])) for im in images]
-        batch, targets = self.transform(list(images), [dict(t) for t in targets] if self.training else None)
+        original_sizes = [image_size(im) for im in images]
+        batch, targets = self.transform(list(images), targets if self.training else None)
         feats = self.features(batch.tensors)
         losses: dict[str, Tensor] = {}
         if self.rpn is not None:
             rois, losses = self.rpn(batch.tensors, batch.image_sizes, [feats[k] for k in self.rpn_levels], targets)
         else:
+            assert proposals is not None  # _check refuses a detector without an RPN and without proposals
             rois = [
                 p.to(batch.tensors.dtype) * p.new_tensor([r[1] / o[1], r[0] / o[0]] * 2)
                 for p, r, o in zip(proposals, batch.image_sizes, original_sizes)

@@ -158,9 +158,21 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
     With `prefer_ema`, a training checkpoint's EMA weights are used (they are what was evaluated).
     Returns the model in eval mode, with `class_names` from the checkpoint, and the checkpoint payload.
     """
+    payload = load(path, map_location)
+    return model_from_payload(payload, path, map_location, prefer_ema), payload
+
+
+def is_checkpoint(content: Any) -> bool:
+    """Whether a loaded file's content is an objdet checkpoint (rather than a bare state dict)."""
+    return isinstance(content, dict) and "model" in content and "arch" in content
+
+
+def model_from_payload(payload: dict[str, Any], path: str | os.PathLike, map_location: str | torch.device = "cpu",
+                       prefer_ema: bool = True) -> torch.nn.Module:
+    """The model of a checkpoint payload already read from `path` (see `load_model`)."""
     from objdet.zoo import build
 
-    payload = load(path, map_location)
+    payload = upgrade(payload)
     arch = payload.get("arch")
     if not arch:
         raise CheckpointError("no 'arch' entry: cannot tell which model to build", path=path)
@@ -175,4 +187,4 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
     except RuntimeError as err:
         raise CheckpointError(f"weights do not fit model {arch!r}: {err}", path=path) from err
     model.class_names = payload.get("class_names")
-    return model.to(map_location).eval(), payload
+    return model.to(map_location).eval()

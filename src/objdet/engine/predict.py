@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from objdet.data.coco import to_coco_results
 from objdet.data.image import read_image
 from objdet.engine import distributed
 from objdet.engine.results_log import ResultsLog
-from objdet.errors import ImageError
+from objdet.errors import ConfigError, ImageError
 
 Model = Callable[[list[Tensor]], list[dict[str, Tensor]]]
 EXPORTED_SUFFIXES = (".onnx", ".xml")
@@ -45,20 +45,50 @@ class LoadedModel:
         return {i + 1: n for i, n in enumerate(self.class_names or [])}
 
 
-def load_model(source: str | os.PathLike, device: str = "cpu") -> LoadedModel:
-    """The model `--model` names: an objdet checkpoint (`objdet.load`'s rules) or an exported `.onnx` (run with
-    onnxruntime) / OpenVINO `.xml` file. The one place model sources are resolved; extend it here."""
-    path = Path(source)
+def load_model(source: str | os.PathLike | None, device: str = "cpu", weights: str | os.PathLike | None = None
+               ) -> LoadedModel:
+    """The model `--model` and `--weights` name: an objdet checkpoint, an exported `.onnx` (run with onnxruntime)
+    or OpenVINO `.xml` file, a zoo name with a weight source (`--model faster_rcnn_r50_fpn --weights
+    torchvision:COCO_V1`), or a self-describing weight source alone (`objdet.load`'s rules). The one place model
+    sources are resolved; extend it here."""
+    from objdet import zoo
+    from objdet.weights.sources import read_state
+
+    if source is None and weights is None:
+        raise ConfigError("name the model: --model CKPT|MODEL.onnx|MODEL.xml, or --model NAME --weights SRC")
+    if source is not None and weights is not None:
+        if str(source) not in zoo.list_models():
+            raise ConfigError(f"--weights goes with a zoo model name as --model (objdet.list_models()), "
+                              f"not {str(source)!r}")
+        return _loaded(zoo.build(str(source), weights=weights).to(device).eval(), {}, str(weights))
+    path = Path(str(source if source is not None else weights))
+    if source is not None and str(source) in zoo.list_models() and not path.exists():
+        raise ConfigError(f"--model {source} names a zoo model: give its weights with --weights SRC")
     if path.suffix.lower() in EXPORTED_SUFFIXES:
         from objdet.export.runtime import load_exported
 
         return load_exported(path, device)
     from objdet.engine import checkpoint
 
-    model, payload = checkpoint.load_model(path, device)
+    content = read_state(path)  # read once: an objdet checkpoint, or a torchvision / effdet state dict
+    if not checkpoint.is_checkpoint(content):
+        return _loaded(zoo.load(path, device), {}, str(path))
+    payload = checkpoint.upgrade(dict(content))
+    return _loaded(checkpoint.model_from_payload(payload, path, device), payload, str(path))
+
+
+def torch_model(loaded: LoadedModel) -> nn.Module:
+    """The PyTorch model of a LoadedModel; an exported one is a ConfigError (a command that needs weights)."""
+    if not isinstance(loaded.model, nn.Module):
+        raise ConfigError(f"{loaded.source} is an exported model: give a checkpoint, or a zoo name and --weights")
+    return loaded.model
+
+
+def _loaded(model: nn.Module, payload: dict[str, Any], origin: str) -> LoadedModel:
+    """A built model as a LoadedModel, with the label map and skeleton its checkpoint payload holds."""
     skeleton = next((c.get("skeleton") for c in payload.get("categories") or [] if c.get("skeleton")), None)
-    return LoadedModel(model, model.class_names, payload.get("label_to_category_id"), skeleton,
-                       getattr(model.config, "detections_per_img", 100), str(path))
+    return LoadedModel(model, getattr(model, "class_names", None), payload.get("label_to_category_id"), skeleton,
+                       getattr(model.config, "detections_per_img", 100), origin)
 
 
 @dataclass

@@ -177,14 +177,17 @@ def _overlaps(gt: GroundTruth, dt: Detections, gt_order: np.ndarray, kept: np.nd
                 continue
             rows, g_rows = kept[lo:hi], gt_order[g0:g1]
             if params.iou_type == "segm":
+                assert dt.segm is not None and gt.segm is not None  # loaded with iou_type "segm"
                 block = mask_iou([dt.segm[i] for i in rows], [gt.segm[i] for i in g_rows], crowd[g0:g1])
-            else:
+            else:  # keypoints, loaded as such, with the sigmas `evaluate` fills in
+                assert dt.keypoints is not None and gt.keypoints is not None and params.kpt_sigmas is not None
                 block = oks(dt.keypoints[rows], gt.keypoints[g_rows], gt.bbox[g_rows], gt.area[g_rows], params.kpt_sigmas)
             d_idx, g_idx = np.nonzero(block >= floor)
             parts.append((d_idx + lo, g_idx + g0, block[d_idx, g_idx]))
     if not parts:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
-    return tuple(np.concatenate(column) for column in zip(*parts))  # type: ignore[return-value]
+    det_index, gt_index, overlap = (np.concatenate(column) for column in zip(*parts))
+    return det_index, gt_index, overlap
 
 
 def _area_bounds(params: CocoParams) -> tuple[np.ndarray, np.ndarray]:
@@ -207,6 +210,8 @@ def evaluate(gt: Any, dt: Any, iou_type: str = "bbox", params: CocoParams | None
     truth = gt if isinstance(gt, GroundTruth) else load_ground_truth(gt, iou_type)
     found = load_detections(dt, truth, iou_type)
     if iou_type == "keypoints":
+        if truth.keypoints is None or found.keypoints is None:
+            raise EvaluationError("keypoint evaluation needs ground truth loaded for keypoints", path=truth.path)
         if params.kpt_sigmas is None:
             k = (truth.keypoints.shape[1] or found.keypoints.shape[1]) // 3
             params.kpt_sigmas = COCO_KEYPOINT_SIGMAS.copy() if k in (0, 17) else np.full(k, 1.0 / k)

@@ -101,6 +101,6 @@ def compare(gt: Any, dts: Sequence[Any], iou_type: str = "bbox", n_boot: int = 1
         raise EvaluationError(f"compare takes two detection files, got {len(dts)}")
     truth = load_ground_truth(gt, iou_type)
     ev_a, ev_b = (evaluate(truth, dt, iou_type) for dt in dts)
-    names = tuple(str(dt) if isinstance(dt, (str, bytes)) or hasattr(dt, "__fspath__") else f"results {i + 1}"
-                  for i, dt in enumerate(dts))
-    return compare_evaluations(ev_a, ev_b, names, n_boot, seed, level)  # type: ignore[arg-type]
+    name_a, name_b = (str(dt) if isinstance(dt, (str, bytes)) or hasattr(dt, "__fspath__") else f"results {i + 1}"
+                      for i, dt in enumerate(dts))
+    return compare_evaluations(ev_a, ev_b, (name_a, name_b), n_boot, seed, level)

@@ -148,13 +148,16 @@ class _Tide:
         if self.iou_type == "bbox":
             iou = coco_box_iou_pairs(self.found.bbox[self.visit[det]], self.truth.bbox[gt_rows[g]], np.full(len(g), crowd))
             return det, g, iou
+        segm_dt, segm_gt = self.found.segm, self.truth.segm
+        assert segm_dt is not None and segm_gt is not None  # loaded with iou_type "segm"
         blocks = []
-        starts = np.flatnonzero(np.r_[True, self.v_img[1:] != self.v_img[:-1]]) if len(self.v_img) else []
+        starts = (np.flatnonzero(np.r_[True, self.v_img[1:] != self.v_img[:-1]]) if len(self.v_img)
+                  else np.zeros(0, int))
         for lo, hi in zip(starts, list(starts[1:]) + [len(self.v_img)]):
             g0, g1 = np.searchsorted(g_img, self.v_img[lo], side="left"), np.searchsorted(g_img, self.v_img[lo], side="right")
             if g1 > g0:
-                block = mask_utils.iou([self.found.segm[i] for i in self.visit[lo:hi]],
-                                       [self.truth.segm[i] for i in gt_rows[g0:g1]], [int(crowd)] * int(g1 - g0))
+                block = mask_utils.iou([segm_dt[i] for i in self.visit[lo:hi]],
+                                       [segm_gt[i] for i in gt_rows[g0:g1]], [int(crowd)] * int(g1 - g0))
                 blocks.append(np.asarray(block, dtype=np.float64).ravel())
         return det, g, np.concatenate(blocks) if blocks else np.zeros(0)
 

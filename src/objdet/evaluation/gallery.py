@@ -20,7 +20,7 @@ from objdet.evaluation.coco import CocoEvaluation
 from objdet.evaluation.errors import MAIN_ERRORS, ErrorAnalysis
 from objdet.validate import inside_root
 
-ImageSource = Union[str, os.PathLike, Callable[[dict], "Image.Image | None"], None]
+ImageSource = Union[str, os.PathLike, Callable[[dict], "Image.Image | None"]]
 THUMB = 320  # longest side of a gallery picture, pixels
 
 

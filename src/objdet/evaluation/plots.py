@@ -55,8 +55,8 @@ def confusion_matrix(ev: CocoEvaluation, iou: float = 0.5, score: float = 0.25) 
         if not det_used[det[i]] and not gt_used[g[i]]:
             det_used[det[i]] = gt_used[g[i]] = True
             matrix[ev.gt.cat[g_rows[g[i]]], ev.dt.cat[d_rows[det[i]]]] += 1
-    np.add.at(matrix, (ev.gt.cat[g_rows[~gt_used]], n_cat), 1)
-    np.add.at(matrix, (n_cat, ev.dt.cat[d_rows[~det_used]]), 1)
+    matrix[:, n_cat] += np.bincount(ev.gt.cat[g_rows[~gt_used]], minlength=n_cat + 1)  # missed objects
+    matrix[n_cat, :] += np.bincount(ev.dt.cat[d_rows[~det_used]], minlength=n_cat + 1)  # background detections
     return matrix
 
 

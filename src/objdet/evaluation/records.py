@@ -87,7 +87,8 @@ def _column(records: Sequence, key: str, path: str | None, label: str) -> list:
 
 def _numbers(values: list, width: int | None, path: str | None, label: str, key: str) -> np.ndarray:
     """Finite float64 array of shape [N] (width None) or [N, width], or an error naming the bad record."""
-    bad = None
+    bad = 0  # the first offending record, found below
+    arr: np.ndarray | None
     try:
         arr = np.array(values, dtype=np.float64)
         shape_ok = arr.ndim == 1 if width is None else (arr.ndim == 2 and arr.shape[1] == width)
@@ -221,8 +222,8 @@ def load_ground_truth(source: Any, iou_type: str, path: str | None = None) -> Gr
     except TypeError:
         raise EvaluationError("annotation ids must be numbers or strings", path=path) from None
     if not unique:
-        seen: set = set()
-        dup = next(i for i, v in enumerate(ids) if v in seen or seen.add(v))
+        seen: dict = {}  # id -> its first row
+        dup = next(i for i, v in enumerate(ids) if seen.setdefault(v, i) != i)
         raise EvaluationError(f"annotation id {ids[dup]!r} is used twice", path=path, record=f"{label} {dup}")
     img = _index(_column(anns, "image_id", path, label), {v: i for i, v in enumerate(img_ids)}, path, label, "image_id", "ground-truth images")
     cat = _index(_column(anns, "category_id", path, label), {v: i for i, v in enumerate(cat_ids)}, path, label, "category_id", "ground-truth categories")

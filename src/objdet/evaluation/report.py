@@ -184,7 +184,7 @@ def _comparison_section(result: Comparison) -> str:
                table_id="comparison")])
 
 
-def write_report(gt: Any, dts: Sequence[Any], out: str | os.PathLike, images: ImageSource = None,
+def write_report(gt: Any, dts: Sequence[Any], out: str | os.PathLike, images: ImageSource | None = None,
                  names: Sequence[str] | None = None, iou_type: str = "bbox", n_boot: int = 1000, seed: int = 0,
                  title: str = "objdet evaluation report") -> Path:
     """Write the report for one or two result sets (paths or lists) on the ground truth `gt` (dict or path).
@@ -207,7 +207,8 @@ def write_report(gt: Any, dts: Sequence[Any], out: str | os.PathLike, images: Im
             f"; {len(truth.img_ids)} images, {len(truth.cat_ids)} classes, {int((~truth.crowd).sum())} objects; "
             f"iou type {iou_type}.</p>"]
     if len(evaluations) == 2:
-        body.append(_comparison_section(compare_evaluations(*evaluations, (names[0], names[1]), n_boot, seed)))
+        comparison = compare_evaluations(evaluations[0], evaluations[1], (names[0], names[1]), n_boot, seed)
+        body.append(_comparison_section(comparison))
     stat_names = list(evaluations[0].stats)
     body += ["<h2>COCO summary</h2>",
              _table(["metric"] + names, [[f"<td>{_e(s)}</td>"] + [_num(ev.stats[s]) for ev in evaluations]

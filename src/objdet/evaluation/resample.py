@@ -114,7 +114,7 @@ def resampled_stats(ev: CocoEvaluation, weights: np.ndarray) -> tuple[dict[str, 
     """The evaluation's summary stats for each replicate ({name: [B]}, -1 where undefined) and the
     per-category AP [B, K] (area all, largest maxDets; nan without ground truth)."""
     p = ev.params
-    cache: dict[tuple[int, int, bool], tuple[np.ndarray, np.ndarray]] = {}
+    cache: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
     need_curves = {(p.area_labels.index(a), p.max_dets[mi]) for _, is_ap, _, a, mi in ev._spec() if is_ap}
     main = (0, p.max_dets[-1])
     need_curves.add(main)

@@ -119,8 +119,8 @@ def paste_masks(masks: Tensor, boxes: Tensor, image_size: tuple[int, int], paddi
     """Paste [N, 1, M, M] RoI masks into [N, 1, H, W] image masks: pad by `padding`, enlarge the box to
     match, round it to integer pixels and resize bilinearly into it (torchvision's rule). Bilinear
     resizing is separable, so each image mask is one product Wy @ mask @ Wx^T for all boxes at once."""
-    n, h, w = len(masks), *image_size
-    if n == 0:
+    h, w = image_size
+    if not torch.jit.is_tracing() and len(masks) == 0:  # an export keeps the count dynamic
         return masks.new_zeros((0, 1, h, w))
     m = F.pad(masks[:, 0].float(), (padding,) * 4)
     scale = m.shape[-1] / masks.shape[-1]
@@ -135,7 +135,9 @@ def paste_masks(masks: Tensor, boxes: Tensor, image_size: tuple[int, int], paddi
 class MaskStage(RoIStage):
     """RoIAlign pooler + mask head: loss on the positive RoIs in training, pasted-ready probabilities at inference."""
 
-    def __init__(self, pooler: nn.Module, head: nn.Module, softmax: bool = False):
+    head: FCNMaskHead | MLPMaskHead
+
+    def __init__(self, pooler: nn.Module, head: FCNMaskHead | MLPMaskHead, softmax: bool = False):
         super().__init__(pooler, head)
         self.softmax = softmax
 

@@ -28,7 +28,8 @@ class RPNHead(nn.Module):
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.normal_(m.weight, std=0.01)
-                nn.init.zeros_(m.bias)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
 
     def forward(self, features: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
         """Return logits [B, sum_l H_l*W_l*A] and deltas [B, sum_l H_l*W_l*A, 4], ordered (level, y, x, anchor)."""
@@ -80,8 +81,9 @@ class RegionProposalNetwork(nn.Module):
     ) -> tuple[list[Tensor], dict[str, Tensor]]:
         """Proposals per image (in resized-image pixels) and, when targets are given, the RPN losses."""
         logits, deltas = full_precision(*self.head(features))
-        shapes = [tuple(f.shape[-2:]) for f in features]
-        anchors = self.anchor_generator(tuple(images.shape[-2:]), shapes, device=logits.device).to(logits.dtype)
+        shapes = [(f.shape[-2], f.shape[-1]) for f in features]
+        image_size = (images.shape[-2], images.shape[-1])
+        anchors = self.anchor_generator(image_size, shapes, device=logits.device).to(logits.dtype)
         level_sizes = [h * w * self.head.objectness.out_channels for h, w in shapes]
         proposals = self.propose(logits.detach(), deltas.detach(), anchors, level_sizes, image_sizes)
         losses: dict[str, Tensor] = {}
@@ -99,9 +101,9 @@ class RegionProposalNetwork(nn.Module):
     ) -> list[Tensor]:
         """Top-k per level, decode, clip, drop tiny and low-scoring boxes, NMS per level, keep the best N."""
         mode = 0 if self.training else 1
-        levels = torch.repeat_interleave(
-            torch.arange(len(level_sizes), device=logits.device), torch.tensor(level_sizes, device=logits.device)
-        )
+        counts = (torch.stack(level_sizes) if torch.jit.is_tracing()  # graph values in an export (objdet.tracing)
+                  else torch.tensor(level_sizes)).to(logits.device)
+        levels = torch.repeat_interleave(torch.arange(len(level_sizes), device=logits.device), counts)
         out = []
         for lg, dl, size in zip(logits, deltas, image_sizes):
             idx = topk_per_level(lg, level_sizes, self.pre_nms_top_n[mode])

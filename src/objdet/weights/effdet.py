@@ -12,6 +12,7 @@ from torch import nn
 from objdet import zoo
 from objdet.detectors.efficientdet import efficientdet_scaling
 from objdet.errors import CheckpointError, ConfigError
+from objdet.necks.bifpn import BiFPNLayer, FusionCell
 
 
 def effdet_config(name: str) -> dict[str, Any]:
@@ -60,6 +61,8 @@ _SEPARABLE = {"conv_dw": "depthwise", "conv_pw": "pointwise", "bn": "bn"}
 def _head_key(key: str) -> str:
     """Map one effdet `class_net.*`/`box_net.*` key to objdet's head names."""
     m = re.fullmatch(r"(class|box)_net\.(.+)", key)
+    if m is None:
+        raise CheckpointError(f"unexpected effdet key {key!r}")
     head, rest = f"{m.group(1)}_head", m.group(2)
     m = re.fullmatch(r"conv_rep\.(\d+)\.(conv_dw|conv_pw)\.(.+)", rest)
     if m:
@@ -75,7 +78,10 @@ def _head_key(key: str) -> str:
 
 def convert_effdet_state_dict(state_dict: Mapping[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
     """effdet's EfficientDet state dict renamed for `model`; box outputs reordered from (y, x, h, w) to (x, y, w, h)."""
-    graph_inputs = [cell.inputs for cell in model.neck.layers[0].cells]
+    first = model.get_submodule("neck.layers.0")  # every BiFPN layer has the same node graph
+    if not isinstance(first, BiFPNLayer):
+        raise CheckpointError(f"effdet weights fit an EfficientDet (a BiFPN neck), not a {type(model).__name__}")
+    graph_inputs = [cell.inputs for cell in first.cells if isinstance(cell, FusionCell)]
     out = {}
     for key, value in state_dict.items():
         if key.startswith("model."):  # a DetBench wrapper's state dict

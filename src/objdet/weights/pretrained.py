@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Sequence
-
-from torch import nn
+from typing import TYPE_CHECKING, Any, Sequence
 
 from objdet.weights.sources import Source, read_source
 from objdet.weights.transfer import transfer
+
+if TYPE_CHECKING:
+    from objdet.detectors.base import Detector
 
 log = logging.getLogger("objdet")
 
@@ -29,7 +30,7 @@ def carried_fields(source: Source, name: str) -> dict[str, Any]:
 
 
 def build_pretrained(name: str | None, source: Source | str | os.PathLike, *, classes: Sequence[str] | None = None,
-                     strict: bool = False, **overrides: Any) -> nn.Module:
+                     strict: bool = False, **overrides: Any) -> Detector:
     """Zoo model `name` (default: the one the weights were made for) with `source`'s weights.
 
     The class set is `classes` (names), else `num_classes` in `overrides`, else the source's. Every tensor whose

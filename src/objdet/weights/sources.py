@@ -54,7 +54,9 @@ def read_state(path: str | os.PathLike) -> Mapping[str, Any]:
         raise CheckpointError("no such weights file", path=path)
     try:
         content = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(f"not a weights-only checkpoint (it holds pickled objects): {err}", path=path) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
         raise CheckpointError(f"cannot read weights (truncated, corrupt or not weights-only): {err}", path=path) from None
     if not isinstance(content, Mapping):
         raise CheckpointError(f"expected a state dict or an objdet checkpoint, found {type(content).__name__}", path=path)
@@ -142,7 +144,9 @@ def _published_effdet(name: str) -> Source:
 def _from_file(path: str, kind: str | None) -> Source:
     """A file: an objdet checkpoint, or a torchvision / effdet state dict (`kind` forces which)."""
     content = read_state(path)
-    if kind is None and "model" in content and "arch" in content:
+    from objdet.engine.checkpoint import is_checkpoint
+
+    if kind is None and is_checkpoint(content):
         return objdet_source(content, path)
     state = _tensors(content, path)
     if kind == "effdet" or (kind is None and any(k.split(".")[-3:-1] == ["predict", "conv_pw"] for k in state)):

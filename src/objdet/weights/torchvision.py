@@ -86,6 +86,7 @@ def load_into(model: nn.Module, state_dict: Mapping[str, Tensor], arch: str) -> 
     return model
 
 
+_RETINA_HEAD = {"classification": "class_head", "regression": "box_head"}
 _RETINA_RULES: list[Rule] = [
     # before torchvision 0.13 the subnet convs were bare (conv.0, conv.2, ... between ReLUs)
     (r"head\.(classification|regression)_head\.conv\.(\d+)\.(weight|bias)$",
@@ -95,7 +96,6 @@ _RETINA_RULES: list[Rule] = [
     (r"head\.(classification|regression)_head\.(cls_logits|bbox_reg)\.(.+)$",
      lambda m: f"{_RETINA_HEAD[m[1]]}.predict.{m[3]}"),
 ]
-_RETINA_HEAD = {"classification": "class_head", "regression": "box_head"}
 
 
 def retinanet_state_dict(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:

@@ -6,12 +6,15 @@ COCO's person classifier. Also: freezing parts for fine-tuning."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from objdet.errors import CheckpointError, ConfigError
+
+if TYPE_CHECKING:
+    from objdet.detectors.base import Detector
 
 FREEZE_CHOICES = ("none", "backbone", "backbone+neck")
 
@@ -42,6 +45,11 @@ def _norm(name: str) -> str:
     return name.strip().casefold()
 
 
+def same_names(a: Sequence[str], b: Sequence[str]) -> bool:
+    """Whether two class lists name the same classes in the same order (case and surrounding spaces aside)."""
+    return [_norm(c) for c in a] == [_norm(c) for c in b]
+
+
 def class_mapping(source: Sequence[str] | None, target: Sequence[str] | None) -> dict[int, int]:
     """{target label: source label} (1-based) for target classes whose name matches a source class."""
     if not source or not target:
@@ -52,7 +60,7 @@ def class_mapping(source: Sequence[str] | None, target: Sequence[str] | None) ->
     return {t: by_name[_norm(name)] for t, name in enumerate(target, start=1) if _norm(name) in by_name}
 
 
-def transfer(model: nn.Module, state: Mapping[str, Tensor], origin: str, source_num_classes: int | None,
+def transfer(model: Detector, state: Mapping[str, Tensor], origin: str, source_num_classes: int | None,
              source_classes: Sequence[str] | None = None, strict: bool = False) -> TransferReport:
     """Load `state` (objdet names) into `model`. Tensors of both with different shapes are an error naming them,
     unless they are class-specific (`model.class_rows()`); class-specific tensors of another class set (another
@@ -69,9 +77,10 @@ def transfer(model: nn.Module, state: Mapping[str, Tensor], origin: str, source_
             detail = "; ".join(f"{what}: {keys[:5]}{' ...' if len(keys) > 5 else ''}"
                                for what, keys in (("missing", missing), ("unexpected", unexpected)) if keys)
             raise CheckpointError(f"weights do not fit {model.arch}: {detail}", path=origin)
-    specific = model.class_rows() if hasattr(model, "class_rows") else {}
+    specific = model.class_rows()
     num_source = source_num_classes
-    mapping = class_mapping(source_classes, getattr(model, "class_names", None))
+    target_classes = model.class_names
+    mapping = class_mapping(source_classes, target_classes)
     misfits = [k for k in own if k in state and own[k].shape != state[k].shape and k not in specific]
     if misfits:
         detail = ", ".join(f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in misfits[:3])
@@ -79,9 +88,8 @@ def transfer(model: nn.Module, state: Mapping[str, Tensor], origin: str, source_
                               f"first {detail}", path=origin)
     if not any(k.startswith("backbone.") and k in state for k in own):
         raise CheckpointError(f"none of {model.arch}'s backbone tensors are in these weights", path=origin)
-    target_classes = getattr(model, "class_names", None)
     same_classes = (num_source == model.num_classes if not (source_classes and target_classes)
-                    else [_norm(c) for c in source_classes] == [_norm(c) for c in target_classes])
+                    else same_names(source_classes, target_classes))
     report = TransferReport()
     merged: dict[str, Tensor] = {}
     for key, value in own.items():
@@ -100,7 +108,7 @@ def transfer(model: nn.Module, state: Mapping[str, Tensor], origin: str, source_
             with torch.no_grad():
                 for target_label, source_label in mapping.items():
                     fresh[rows.rows(target_label, model.num_classes)] = source[rows.rows(source_label, num_source)]
-            report.transferred = [target_classes[t - 1] for t in sorted(mapping)]
+            report.transferred = [target_classes[t - 1] for t in sorted(mapping)] if target_classes else []
         merged[key] = fresh
         report.initialised.append(key)
     report.unused = sorted(set(state) - set(own))
