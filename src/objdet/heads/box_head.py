@@ -165,13 +165,13 @@ class RoIBoxStage(nn.Module):
     ) -> list[dict[str, Tensor]]:
         """Decode every class's box, drop background, low scores and empty boxes, per-class NMS, keep the top N."""
         num_classes = logits.shape[1]
-        boxes_all = self.box_coder.decode(deltas, torch.cat(list(proposals))).view(len(logits), num_classes, 4)
+        boxes_all = self.box_coder.decode(deltas, torch.cat(list(proposals))).view(-1, num_classes, 4)
         scores_all = F.softmax(logits, -1)
         out = []
         for boxes, scores, size in zip(split_per_image(boxes_all, proposals), split_per_image(scores_all, proposals),
                                       image_sizes):
             boxes = clip_boxes(boxes[:, 1:], size).reshape(-1, 4)
-            labels = torch.arange(1, num_classes, device=logits.device).repeat(len(scores))
+            labels = torch.arange(1, num_classes, device=logits.device).expand_as(scores[:, 1:]).reshape(-1)
             scores = scores[:, 1:].reshape(-1)
             keep = torch.where(scores > self.score_thresh)[0]
             boxes, scores, labels = boxes[keep], scores[keep], labels[keep]

@@ -97,8 +97,8 @@ def paste_masks(masks: Tensor, boxes: Tensor, image_size: tuple[int, int], paddi
     """Paste [N, 1, M, M] RoI masks into [N, 1, H, W] image masks: pad by `padding`, enlarge the box to
     match, round it to integer pixels and resize bilinearly into it (torchvision's rule). Bilinear
     resizing is separable, so each image mask is one product Wy @ mask @ Wx^T for all boxes at once."""
-    n, h, w = len(masks), *image_size
-    if n == 0:
+    h, w = image_size
+    if not torch.jit.is_tracing() and len(masks) == 0:  # an export keeps the count dynamic
         return masks.new_zeros((0, 1, h, w))
     m = F.pad(masks[:, 0].float(), (padding,) * 4)
     scale = m.shape[-1] / masks.shape[-1]
