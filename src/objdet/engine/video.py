@@ -5,8 +5,9 @@ frame (`frame` index, `time` in seconds, the detections as COCO result records w
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
