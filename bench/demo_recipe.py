@@ -50,6 +50,7 @@ def main() -> None:
     config = TrainConfig(epochs=a.epochs, batch_size=a.bs, optimizer="adamw", lr=a.lr, weight_decay=a.wd,
                          warmup_iters=a.warmup, schedule="cosine", clip_grad_norm=10.0, amp=a.amp,
                          eval_every=a.eval_every, seed=0, out=a.out, progress=False)
+    seed_everything(0)  # the training stream starts from the seed too, as the recorded runs did
     start = time.time()
     Trainer(model, train, val, config).fit()
     print(f"trained and scored in {time.time() - start:.0f} s")

@@ -4,6 +4,7 @@ steps over several seeds; and name-matched transfer (the rows of a class the sou
 fresh heads.
 
     python bench/finetune.py pretrain                      # the source: 3 classes, the demo's recipe
+    python bench/finetune.py pretrain --source-steps 672    # ... stopped after its first epoch (BENCHMARKS.md)
     python bench/finetune.py finetune --init scratch --seed 0
     python bench/finetune.py finetune --init matched --seed 0
     python bench/finetune.py finetune --init fresh --seed 0
@@ -48,7 +49,10 @@ def pretrain(args) -> None:
     seed_everything(0)
     model = objdet.build(MODEL, classes=SOURCE_CLASSES, **model_fields(MODEL, train, SIZE))
     seed_everything(0)
-    Trainer(model, train, None, train_config(3, 4, 5e-4, True, 0, args.out / "source", progress=False)).fit()
+    trainer = Trainer(model, train, None, train_config(3, 4, 5e-4, True, 0, args.out / "source", progress=False))
+    if args.source_steps:  # the schedule of 3 epochs, stopped early (last.pt then holds that step's weights)
+        trainer.step_hook = lambda step, _: trainer.request_stop() if step >= args.source_steps else None
+    trainer.fit()
     print(f"source written to {args.out / 'source' / 'last.pt'}")
 
 
@@ -97,6 +101,8 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--freeze", default="none", choices=["none", "backbone", "backbone+neck"])
     p.add_argument("--frozen-bn", action="store_true", help="the source's BatchNorm trunk as FrozenBN")
+    p.add_argument("--source-steps", type=int, help="pretrain: stop after this many steps of the 3-epoch schedule "
+                                                     "(672 = the end of its first epoch)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--results", default="runs/finetune/results.jsonl")
     args = p.parse_args()

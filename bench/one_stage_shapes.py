@@ -66,6 +66,7 @@ def run(which: str, args: argparse.Namespace) -> None:
         config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, optimizer="adamw", lr=args.lr,
                              weight_decay=0.05, warmup_iters=50, schedule="cosine", clip_grad_norm=10.0,
                              eval_every=0, out=out, progress=False)
+        seed_everything(0)  # the training stream starts from the seed too, as the recorded runs did
         start = time.time()
         trainer = Trainer(model, train, None, config)
         trainer.fit()

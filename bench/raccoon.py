@@ -116,6 +116,7 @@ def main() -> None:
     variant = "-tvinit" if args.init == "torchvision" else "-cl" if args.channels_last else ""
     run = f"{args.arch}-{args.impl}{variant}-{args.seed}"
     config = recipe(args.epochs, args.batch_size, args.lr, args.amp, args.seed, f"{args.out}/{run}")
+    seed_everything(args.seed)  # the training stream starts from the seed too, as the recorded runs did
     start = time.time()
     Trainer(model, train, None, config).fit()
     seconds = time.time() - start

@@ -71,6 +71,7 @@ def main() -> None:
     seed_everything(args.seed)
     model = objdet_model("faster_rcnn", args.size)
     config = recipe(args.epochs, args.batch_size, args.lr, True, args.seed, f"{args.out}/{args.aug}-{args.seed}")
+    seed_everything(args.seed)  # the training stream starts from the seed too, as the recorded runs did
     start = time.time()
     Trainer(model, train, None, config).fit()
     seconds = time.time() - start

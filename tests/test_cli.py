@@ -106,6 +106,21 @@ def test_eval_of_a_model_equals_eval_of_its_saved_results(tiny_coco, tmp_path, c
     assert len(load_json(tmp_path / "dt.json")) == 6  # one detection per image from the toy
 
 
+def test_train_stops_early_prints_why_and_writes_the_report(tiny_coco, tmp_path, capsys):
+    spec, _ = tiny_coco
+    # lr 0: AP never moves, so with --patience 2 the third evaluation ends the run (exit status 0)
+    assert _train(spec, tmp_path / "run", "--val-data", spec, "--eval-every", "1", "--epochs", "10", "--lr", "0",
+                  "--patience", "2", "--metric", "AP50") == 0
+    out = capsys.readouterr().out
+    assert "early stop at epoch 3: AP50 has not improved for 2 evaluations" in out
+    assert "stopped at epoch 3" in out
+    page = (tmp_path / "run" / "report.html").read_text()
+    assert all(f"<td>{c['name']}</td>" in page for c in ShapesDataset.categories)
+    assert _train(spec, tmp_path / "quiet", "--val-data", spec, "--eval-every", "1", "--epochs", "1",
+                  "--no-report") == 0
+    assert not (tmp_path / "quiet" / "report.html").exists()
+
+
 def test_user_errors_exit_with_a_message(tmp_path, capsys):
     assert cli.main(["predict", "--model", str(tmp_path / "missing.pt"), str(tmp_path)]) == 2
     assert "missing.pt" in capsys.readouterr().err

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from objdet.errors import ConfigError
+from objdet.tracing import size_value
 
 AspectRatio = float | tuple[float, float]
 
@@ -112,8 +113,8 @@ class AnchorGenerator:
             )
         anchors = []
         for (height, width), (stride_y, stride_x), base in zip(feature_shapes, strides, self._base):
-            xs = torch.arange(int(width), dtype=torch.float64) * stride_x + self.offset * stride_x
-            ys = torch.arange(int(height), dtype=torch.float64) * stride_y + self.offset * stride_y
+            xs = torch.arange(size_value(width), dtype=torch.float64) * stride_x + self.offset * stride_x
+            ys = torch.arange(size_value(height), dtype=torch.float64) * stride_y + self.offset * stride_y
             cy, cx = torch.meshgrid(ys, xs, indexing="ij")
             centres = torch.stack((cx, cy, cx, cy), dim=-1).reshape(-1, 1, 4)
             anchors.append((centres + base[None]).reshape(-1, 4).float())
@@ -126,8 +127,8 @@ class AnchorGenerator:
 
         Strides are ``(H // h_l, W // w_l)``, torchvision's rule.
         """
-        height, width = (int(v) for v in image_size)
-        strides = [(height // int(h), width // int(w)) for h, w in feature_shapes]
+        height, width = (size_value(v) for v in image_size)
+        strides = [(height // size_value(h), width // size_value(w)) for h, w in feature_shapes]
         return torch.cat(self.grid_anchors(feature_shapes, strides)).to(device)
 
 

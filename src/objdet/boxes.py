@@ -84,8 +84,12 @@ def clip_boxes(boxes: Tensor, size: tuple[int, int]) -> Tensor:
     """Clip xyxy boxes to an image of ``size = (height, width)``: x into [0, w], y into [0, h]."""
     _check_boxes(boxes)
     height, width = size
-    x = boxes[..., 0::2].clamp(min=0, max=width)
-    y = boxes[..., 1::2].clamp(min=0, max=height)
+    if isinstance(width, Tensor):  # graph values of an export taking any image size (objdet.tracing)
+        x = torch.minimum(boxes[..., 0::2].clamp(min=0), width.to(boxes.dtype))
+        y = torch.minimum(boxes[..., 1::2].clamp(min=0), height.to(boxes.dtype))
+    else:
+        x = boxes[..., 0::2].clamp(min=0, max=width)
+        y = boxes[..., 1::2].clamp(min=0, max=height)
     return torch.stack((x, y), dim=-1).reshape(boxes.shape)
 
 

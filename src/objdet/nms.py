@@ -21,6 +21,12 @@ def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
 
 def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: float) -> Tensor:
     """Per-class NMS: boxes only suppress boxes of the same ``idxs`` value; kept indices by decreasing score."""
+    if torch.jit.is_tracing():
+        # an export: each class's boxes moved beyond the previous class's (non-negative) coordinates, one NMS. No
+        # branch for the empty case, which torchvision's version exports as an ONNX `If` whose empty output
+        # OpenVINO returns as one row of uninitialised memory.
+        span = torch.nn.functional.pad(boxes.flatten(), (0, 1)).max() + 1  # the padded 0: defined when empty
+        return nms(boxes + (idxs * span)[:, None], scores, iou_threshold)
     return torchvision.ops.batched_nms(boxes, scores, idxs, iou_threshold)
 
 
@@ -38,7 +44,7 @@ def topk_per_level(scores: Tensor, level_sizes: Sequence[int], k: int) -> Tensor
     ``level_sizes`` splits ``N`` into consecutive levels; a level with fewer than ``k`` entries keeps
     all of them. Within a level the indices are by decreasing score; levels are concatenated in order.
     """
-    if sum(level_sizes) != scores.shape[-1]:
+    if not torch.jit.is_tracing() and sum(level_sizes) != scores.shape[-1]:
         raise ConfigError(f"level sizes {list(level_sizes)} do not add up to the {scores.shape[-1]} scores")
     if k < 0:
         raise ConfigError(f"top-k needs k >= 0, got {k}")
@@ -46,6 +52,6 @@ def topk_per_level(scores: Tensor, level_sizes: Sequence[int], k: int) -> Tensor
     offset = 0
     for level_scores in scores.split(list(level_sizes), dim=-1):
         n = level_scores.shape[-1]
-        picked.append(level_scores.topk(min(k, n), dim=-1).indices + offset)
+        picked.append(level_scores.topk(clamped_k(level_scores, k, dim=-1), dim=-1).indices + offset)
         offset += n
     return torch.cat(picked, dim=-1)

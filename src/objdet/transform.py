@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from objdet.errors import AnnotationError, ImageError
 from objdet.heads.mask_head import paste_masks
+from objdet.tracing import as_float32, image_size
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -38,8 +39,7 @@ class ImageBatch:
 
 def _ratios(old: Sequence[int], new: Sequence[int], device: torch.device) -> tuple[Tensor, Tensor]:
     """(height, width) ratios new/old as float32 tensors, computed as torchvision computes them."""
-    rh, rw = (torch.tensor(n, dtype=torch.float32, device=device)
-              / torch.tensor(o, dtype=torch.float32, device=device) for o, n in zip(old, new))
+    rh, rw = (as_float32(n, device) / as_float32(o, device) for o, n in zip(old, new))
     return rh, rw
 
 
@@ -98,7 +98,7 @@ class DetectionTransform(nn.Module):
             out_images.append(image)
             if out_targets is not None and target is not None:  # both are None exactly when targets is
                 out_targets.append(target)
-        sizes = [(int(im.shape[-2]), int(im.shape[-1])) for im in out_images]
+        sizes = [image_size(im) for im in out_images]
         return ImageBatch(self.batch(out_images), sizes), out_targets
 
     def normalize(self, image: Tensor) -> Tensor:
@@ -125,9 +125,24 @@ class DetectionTransform(nn.Module):
             return {"size": [max(1, math.floor(h * scale)), max(1, math.floor(w * scale))]}
         return {"scale_factor": scale, "recompute_scale_factor": True}
 
+    def _traced_size(self, h: Tensor, w: Tensor) -> list[Tensor]:
+        """The eval-mode resized ``(h, w)`` as graph values (an export that takes any image size): the same
+        rule and the same double-precision arithmetic as ``_resize_args``."""
+        if self.letterbox is not None:
+            longest = torch.maximum(h, w)
+            return [(n * self.letterbox // longest).clamp(min=1) for n in (h, w)]
+        if self.fixed_size is not None:
+            return [torch.tensor(self.fixed_size[1]), torch.tensor(self.fixed_size[0])]
+        hd, wd = h.double(), w.double()
+        scale = torch.minimum(self.min_size[-1] / torch.minimum(hd, wd), self.max_size / torch.maximum(hd, wd))
+        return [(n * scale).floor().clamp(min=1).long() for n in (hd, wd)]
+
     def resize(self, image: Tensor, target: dict | None = None) -> tuple[Tensor, dict | None]:
         """Resize one normalised image and its target's boxes, masks and keypoints."""
         h, w = image.shape[-2:]
+        if torch.jit.is_tracing() and target is None:
+            size = self._traced_size(h, w)
+            return F.interpolate(image[None], size=size, mode="bilinear", align_corners=False)[0], None
         args = self._resize_args(h, w)
         image = F.interpolate(image[None], mode="bilinear", align_corners=False, **args)[0]
         if target is None:
@@ -158,6 +173,14 @@ class DetectionTransform(nn.Module):
     def batch(self, images: Sequence[Tensor]) -> Tensor:
         """Zero-pad images at the bottom/right to one size (S x S in letterbox mode, else the
         largest image rounded up to ``size_divisible``) and stack them."""
+        if torch.jit.is_tracing() and len(images) == 1:  # an export: one image, padded by graph values
+            h, w = image_size(images[0])
+            if self.letterbox is not None:
+                height = width = self.letterbox
+            else:
+                height, width = ((n + self.size_divisible - 1) // self.size_divisible * self.size_divisible
+                                 for n in (h, w))
+            return F.pad(images[0], (0, width - w, 0, height - h))[None]
         height, width = self._padded(max(im.shape[-2] for im in images), max(im.shape[-1] for im in images))
         channels = max(im.shape[0] for im in images)
         out = images[0].new_zeros((len(images), channels, height, width))

@@ -43,17 +43,23 @@ class ToyBoxes(Dataset):
     def target(self, i: int) -> dict:
         return self[i][1]
 
-    def __getitem__(self, i: int):
+    def load(self, i: int):
+        """Image i and its target without the random flip (what the training report draws)."""
         (x1, y1, x2, y2), label = self.items[i]
         s = self.image_size
         image = torch.full((3, s, s), 0.5)
         image[:, y1:y2, x1:x2] = COLOURS[label - 1, :, None, None]
         box = torch.tensor([[x1, y1, x2, y2]], dtype=torch.float32)
-        if self.flip and torch.rand(()) < 0.5:
-            image = image.flip(-1)
-            box = torch.stack([s - box[:, 2], box[:, 1], s - box[:, 0], box[:, 3]], dim=1)
         target = {"boxes": box, "labels": torch.tensor([label]), "image_id": i + 1,
                   "area": (box[:, 2] - box[:, 0]) * (box[:, 3] - box[:, 1]), "iscrowd": torch.zeros(1, dtype=torch.int64)}
+        return image, target
+
+    def __getitem__(self, i: int):
+        image, target = self.load(i)
+        if self.flip and torch.rand(()) < 0.5:
+            s, box = self.image_size, target["boxes"]
+            image = image.flip(-1)
+            target["boxes"] = torch.stack([s - box[:, 2], box[:, 1], s - box[:, 0], box[:, 3]], dim=1)
         return image, target
 
 

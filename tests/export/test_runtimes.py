@@ -51,8 +51,9 @@ def test_openvino_ir_equals_pytorch(mask_model, tmp_path):
         with torch.no_grad():
             expected = model([image])[0]
         got = loaded.model([image])[0]
-        # OpenVINO's float32 CPU kernels move boxes by up to 6e-3 px here (onnxruntime: < 1e-3); not yet traced
-        _assert_outputs_equal(got, expected, atol=1e-2)
+        # float32 weights (compress_to_fp16=False) and kernels (the f32 hint): 1e-5 px here; either one in
+        # reduced precision moves boxes by 6e-3 px (float16 weights) or tens of pixels (bfloat16 kernels)
+        _assert_outputs_equal(got, expected, atol=1e-3)
         counts.add(len(got["boxes"]))
     assert len(counts) >= 2 and 0 in counts  # counts vary per image, the empty case included
     assert loaded.class_names == ["a", "b", "c"]
@@ -70,34 +71,37 @@ def test_torchscript_trace_equals_pytorch(mask_model, tmp_path):
 
 def test_predict_runs_an_onnx_file_as_the_checkpoint(mask_model, tmp_path):
     """Same JSON lines (to 1e-3) and pictures from the .onnx as from the checkpoint, class names and categories
-    included; an image of another size is letterboxed into the traced one."""
+    included, for an image of another size than the traced one too."""
     model, ckpt = mask_model
     assert cli.main(["export", "--model", str(ckpt), str(tmp_path / "m.onnx"), "--image-size", *map(str, SIZE)]) == 0
     meta = read_metadata(tmp_path / "m.onnx")
-    assert meta["class_names"] == ["a", "b", "c"] and meta["image_size"] == list(SIZE)
+    assert meta["class_names"] == ["a", "b", "c"] and meta["input"] == "images"
     folder = tmp_path / "in"
     folder.mkdir()
     for i, image in enumerate(_images()[:2]):
         Image.fromarray((image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)).save(folder / f"{i}.png")
-    Image.new("RGB", (150, 120), (40, 90, 200)).save(folder / "other_size.png")
+    noise = np.random.default_rng(0).integers(0, 256, (112, 84, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(folder / "other_size.png")
     runs = {}
     for name, source in (("ckpt", ckpt), ("onnx", tmp_path / "m.onnx")):
         assert cli.main(["predict", "--model", str(source), str(folder), "--out", str(tmp_path / name),
                          "--no-progress", "--score-threshold", "0"]) == 0
         runs[name] = [json.loads(x) for x in (tmp_path / name / "predictions.jsonl").read_text().splitlines()]
-    for a, b in zip(runs["ckpt"][:2], runs["onnx"][:2]):
+    assert [len(r["detections"]) > 0 for r in runs["ckpt"]] == [True] * 3
+    for a, b in zip(runs["ckpt"], runs["onnx"], strict=True):
         assert len(a["detections"]) == len(b["detections"])
         for da, db in zip(a["detections"], b["detections"]):
             assert (da["category_id"], da["name"]) == (db["category_id"], db["name"]) and da["category_id"] > 10
             assert np.allclose(da["bbox"], db["bbox"], atol=1e-3) and abs(da["score"] - db["score"]) < 1e-3
-    assert runs["onnx"][2]["width"] == 150 and all(d["bbox"][0] + d["bbox"][2] <= 150.01
-                                                   for d in runs["onnx"][2]["detections"])
+    assert runs["onnx"][2]["width"] == 84
     assert sorted(p.name for p in (tmp_path / "onnx").glob("*.png")) == ["0.png", "1.png", "other_size.png"]
 
 
 def test_verify_prints_both_aps_the_difference_and_the_latency_ratio(tmp_path, capsys):
     torch.manual_seed(0)
-    model = zoo.build("faster_rcnn_r18_fpn", num_classes=5, min_size=64, max_size=64, score_thresh=0.2)
+    # max_size 128: the export's own check at 48 x 80 resizes to 64 x 106 (a resized height far below the padded
+    # one changes torchvision's pyramid-scale rule, which the graph keeps at the traced size; see export.onnx)
+    model = zoo.build("faster_rcnn_r18_fpn", num_classes=5, min_size=64, max_size=128, score_thresh=0.2)
     checkpoint.save(tmp_path / "m.pt", checkpoint.model_payload(model))
     assert cli.main(["export", "--model", str(tmp_path / "m.pt"), str(tmp_path / "m.onnx"), "--image-size", "64", "64",
                      "--verify", "shapes", "--verify-images", "3"]) == 0

@@ -20,6 +20,7 @@ from objdet.ablation.studies import Study, Variant
 from objdet.data import open_dataset
 from objdet.data.loader import collate
 from objdet.engine import inference
+from objdet.engine.step import train_step
 from objdet.engine.trainer import TrainConfig, Trainer, seed_everything
 from objdet.errors import ConfigError, DataError
 from objdet.io import save_json
@@ -113,6 +114,7 @@ def run_variant(study: Study, variant: Variant, seed: int, steps: int, train: Da
     train_cfg = train_config(study, seed, steps, out)
     seed_everything(seed)
     model = build(study.model, **config)
+    seed_everything(seed)  # the training stream starts from the seed too, as the recorded tables did
     start = time.perf_counter()
     Trainer(model, Cycled(train, steps * train_cfg.batch_size), None, train_cfg).fit()
     seconds = time.perf_counter() - start
@@ -141,11 +143,7 @@ def _time_row(study: Study, variant: Variant, train: Dataset, val: Dataset, timi
     timings = []
     for _ in range(timing_steps + 1):  # the first step warms up allocators and is not counted
         start = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):  # timed as the study trains
-            loss = sum(model(images, targets).values())
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+        train_step(model, images, targets, optimizer, amp=amp)  # the Trainer's step, as the study trains
         timings.append(time.perf_counter() - start)
     model.eval()
     start = time.perf_counter()

@@ -28,6 +28,9 @@ _TRAIN_FLAGS = {  # flag -> (TrainConfig field, type, help)
     "--workers": ("num_workers", int, "data-loading processes"),
     "--device": ("device", str, "cpu or cuda"),
     "--freeze": ("freeze", str, "parts that do not train: none, backbone or backbone+neck"),
+    "--metric": ("metric", str, ("what picks best.pt and --patience watches: a COCO stat (AP, AP50, "
+                                 "segm/AP...) or val_loss (lower is better); default bbox AP")),
+    "--patience": ("patience", int, "stop when --metric has not improved for N evaluations (0: never)"),
 }
 
 
@@ -60,6 +63,8 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--amp", action="store_true", default=None, help="mixed precision (bfloat16 on CPU, float16 on CUDA)")
     p.add_argument("--ema", action="store_true", default=None, help="keep and evaluate an average of the weights")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-report", action="store_true", default=None,
+                   help="do not write OUT/report.html (the evaluation report on the validation set) at the end")
     p.set_defaults(run=run)
 
 
@@ -98,7 +103,7 @@ def open_data(spec: str, split: str, aug: str = "none", strict: bool = False, va
 def run(args: argparse.Namespace) -> int:
     from objdet import zoo
     from objdet.data import held_out_spec
-    from objdet.engine import checkpoint
+    from objdet.engine import checkpoint, distributed
     from objdet.engine.trainer import TrainConfig, Trainer, seed_everything
     from objdet.weights.finetune import RECIPE, build_for_training
 
@@ -111,8 +116,11 @@ def run(args: argparse.Namespace) -> int:
     settings.update({field: getattr(args, flag[2:].replace("-", "_")) for flag, (field, _, _) in _TRAIN_FLAGS.items()
                      if getattr(args, flag[2:].replace("-", "_")) is not None})
     settings.update({k: v for k, v in (("amp", args.amp), ("ema", args.ema)) if v is not None})
+    if args.no_report:
+        settings["report"] = False
     settings.update(out=args.out, progress=not args.no_progress)
     config = TrainConfig(**settings)
+    distributed.init_from_env(config.device)  # under torchrun: join the process group before any model exists
 
     val_split = args.val_split if args.val_split is not None else saved.get("val_split")
     if val_split is not None and args.val_data:
@@ -130,13 +138,15 @@ def run(args: argparse.Namespace) -> int:
                                             keypoint_names=getattr(train_set, "keypoint_names", None),
                                             weights=args.weights, backbone_weights=args.backbone_weights,
                                             trunk_stats=args.trunk_stats)
-        if summary:
+        if summary and distributed.is_main():
             print(summary)
+    seed_everything(config.seed)  # the training stream starts from the seed as well (as it always has)
     trainer = Trainer(model, train_set, val_set, config,
                       extra={"categories": list(train_set.categories), "val_split": val_split,
                              "label_to_category_id": dict(train_set.label_to_category_id)})
     if resume_from is not None:
         trainer.resume(resume_from)
     result = trainer.fit()
-    print(f"{result['status']} at epoch {result['epoch']}, step {result['step']}; checkpoints in {args.out}")
+    if distributed.is_main():
+        print(f"{result['status']} at epoch {result['epoch']}, step {result['step']}; checkpoints in {args.out}")
     return 130 if result["status"] == "interrupted" else 0

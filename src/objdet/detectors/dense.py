@@ -209,6 +209,8 @@ class DenseDetector(nn.Module):
     def anchors(self, image_size: tuple[int, int], shapes: list[tuple[int, int]], device: torch.device) -> Tensor:
         """Anchors of a padded batch, remembered for the last batch size seen (fixed in letterbox mode)."""
         key = (image_size, tuple(shapes), device)
+        if torch.jit.is_tracing():  # an export computes them from the input's size, never from a cached size
+            return self.anchor_generator(image_size, shapes, device)
         if self._anchors is None or self._anchors[0] != key:
             self._anchors = (key, self.anchor_generator(image_size, shapes, device))
         return self._anchors[1]

@@ -17,6 +17,7 @@ from objdet.heads.mask_head import MaskStage
 from objdet.heads.roi_stage import RoIStage
 from objdet.heads.rpn import RegionProposalNetwork
 from objdet.norm import fold_frozen_batchnorms
+from objdet.tracing import image_size
 from objdet.transform import DetectionTransform
 
 
@@ -114,7 +115,7 @@ class TwoStageDetector(Detector):
     ):
         """Losses (train mode, targets required) or a list of detections per image (eval mode)."""
         self._check(images, targets, proposals)
-        original_sizes = [(int(im.shape[-2]), int(im.shape[-1])) for im in images]
+        original_sizes = [image_size(im) for im in images]
         batch, targets = self.transform(list(images), targets if self.training else None)
         feats = self.features(batch.tensors)
         losses: dict[str, Tensor] = {}

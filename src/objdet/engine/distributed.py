@@ -26,7 +26,8 @@ from torch.utils.data import Sampler
 def init_from_env(device: str = "cpu") -> torch.device:
     """Join the process group torchrun describes in the environment (gloo on CPU, NCCL on CUDA).
 
-    Returns the device this process should use; without torchrun's variables nothing happens.
+    The launcher's job (the commands call it first): returns the device this process should use;
+    without torchrun's variables nothing happens.
     """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
@@ -35,7 +36,12 @@ def init_from_env(device: str = "cpu") -> torch.device:
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         dist.init_process_group(backend="nccl" if cuda else "gloo")
         atexit.register(_shutdown_at_exit)
-    if device.startswith("cuda") and world > 1:
+    return local_device(device)
+
+
+def local_device(device: str = "cpu") -> torch.device:
+    """The device of this process: `device`, or under torchrun with CUDA the GPU of its local rank."""
+    if device.startswith("cuda") and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     return torch.device(device)
 
@@ -80,11 +86,17 @@ def barrier() -> None:
 
 
 def wrap(model: nn.Module, device: torch.device) -> nn.Module:
-    """Wrap in DistributedDataParallel when several processes train, else return the model unchanged."""
+    """Wrap in DistributedDataParallel when several processes train, else return the model unchanged.
+
+    Every zoo detector gives every trainable parameter a gradient on every step, empty images included
+    (tests/engine/test_ddp_parameters.py), so DDP skips its search for unused parameters, an extra graph
+    traversal per step; a model that leaves some unused sets `model.find_unused_parameters = True`.
+    """
     if world_size() == 1:
         return model
     ids = [device.index] if device.type == "cuda" else None
-    return nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=True)
+    return nn.parallel.DistributedDataParallel(model, device_ids=ids,
+                                               find_unused_parameters=getattr(model, "find_unused_parameters", False))
 
 
 def unwrap(model: nn.Module) -> nn.Module:

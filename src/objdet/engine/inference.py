@@ -91,9 +91,15 @@ def iou_types(records: list[dict[str, Any]], gt: dict[str, Any]) -> list[str]:
 def evaluate(model: nn.Module, dataset: Dataset, batch_size: int = 2, device: str | torch.device = "cpu",
              gt: dict[str, Any] | None = None) -> dict[str, dict[str, float]]:
     """COCO stats per iou type ({"bbox": {"AP": ...}, "segm": ...}) of `model` on `dataset`."""
+    return score(predict(model, dataset, batch_size, device), dataset, gt)
+
+
+def score(records: list[dict[str, Any]], dataset: Dataset,
+          gt: dict[str, Any] | None = None) -> dict[str, dict[str, float]]:
+    """COCO stats per iou type of the results `records` on `dataset` (its ground truth `gt` when given):
+    computed on rank 0, every process gets them."""
     from objdet.evaluation.coco import evaluate_coco
 
-    records = predict(model, dataset, batch_size, device)
     stats: dict[str, dict[str, float]] = {}
     if distributed.is_main():
         gt = gt if gt is not None else dataset_to_coco(dataset)

@@ -1,247 +1,45 @@
-"""The training loop: optimiser and schedule, mixed precision, EMA, periodic COCO evaluation, checkpoints.
+"""The training loop: optimiser and schedule, mixed precision, EMA, periodic evaluation, early stopping,
+checkpoints and the end-of-training report.
 
 One `Trainer` serves a single process and every rank of a `torchrun` job alike; only rank 0 logs
-and writes checkpoints. Batches, augmentation and the model's own sampling are seeded so that a
-run stopped (Ctrl-C, or killed) and resumed from its checkpoint ends with the weights of a run
-never stopped.
+and writes. The constructor has no side effects on the process: the caller seeds (`seed_everything`
+before building the model) and starts the process group (`distributed.init_from_env`, which the
+command does). Batches, augmentation and the model's own sampling are seeded so that a run stopped
+(Ctrl-C, or killed) and resumed from its checkpoint ends with the weights of a run never stopped.
+
+The parts live in their own modules and are re-exported here, where users import them from.
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
-import dataclasses
-import json
-import math
-import random
 import signal
-import time
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from objdet.data.loader import collate
 from objdet.engine import checkpoint, distributed, inference
+from objdet.engine.config import TrainConfig
+from objdet.engine.ema import ModelEMA
+from objdet.engine.runlog import RunLog
+from objdet.engine.schedule import WarmupSchedule
+from objdet.engine.seeding import SeededDataset, seed_everything
+from objdet.engine.step import NonFiniteLoss, train_step
+from objdet.engine.stopping import EarlyStopping
+from objdet.engine.validation import validation_loss
 from objdet.errors import ConfigError, TrainingError
-from objdet.weights.transfer import FREEZE_CHOICES, freeze
+from objdet.weights.transfer import freeze
 
-
-@dataclass
-class TrainConfig:
-    """Every knob of a training run; saved in the checkpoint so `--resume` needs no flags."""
-
-    epochs: int = 12
-    batch_size: int = 2
-    optimizer: str = "sgd"  # "sgd" | "adamw"
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    warmup_iters: int = 100
-    warmup_factor: float = 0.001
-    schedule: str = "step"  # "step" | "cosine"
-    milestones: tuple[float, ...] = (2 / 3, 8 / 9)  # fractions of all steps where "step" decays
-    gamma: float = 0.1
-    clip_grad_norm: float | None = None
-    amp: bool = False  # bfloat16 autocast on CPU, float16 with a scaler on CUDA
-    ema: bool = False
-    ema_decay: float = 0.9998
-    eval_every: int = 1  # epochs; 0 never evaluates
-    checkpoint_every: int = 0  # steps; 0 writes at epoch ends only
-    seed: int = 0
-    num_workers: int = 0
-    device: str = "cpu"
-    out: str = "runs/train"
-    progress: bool = True
-    metric: str = "AP"  # the bbox statistic that picks the best checkpoint
-    freeze: str = "none"  # "none" | "backbone" | "backbone+neck": parts that do not train (fine-tuning)
-    aug: str = "flip"  # augmentation preset of the training set (objdet.data.augment.PRESETS), set by its caller
-
-    def __post_init__(self) -> None:
-        if self.optimizer not in ("sgd", "adamw"):
-            raise ConfigError(f"optimizer must be 'sgd' or 'adamw', not {self.optimizer!r}")
-        if self.schedule not in ("step", "cosine"):
-            raise ConfigError(f"schedule must be 'step' or 'cosine', not {self.schedule!r}")
-        if self.freeze not in FREEZE_CHOICES:
-            raise ConfigError(f"freeze must be one of {', '.join(FREEZE_CHOICES)}, not {self.freeze!r}")
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ConfigError(f"epochs and batch size must be positive (got {self.epochs}, {self.batch_size})")
-        self.milestones = tuple(float(m) for m in self.milestones)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain types only, so the checkpoint stays weights-only loadable."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
-
-
-def seed_everything(seed: int) -> None:
-    """Seed torch, Python and NumPy generators (call before building the model for repeatable init)."""
-    torch.manual_seed(seed)
-    random.seed(seed)
-    np.random.seed(seed)
-
-
-class WarmupSchedule:
-    """Learning-rate factor per step: linear warm-up from `warmup_factor`, then step or cosine decay."""
-
-    def __init__(self, optimizer: torch.optim.Optimizer, config: TrainConfig, total_steps: int):
-        self.optimizer, self.config, self.total_steps = optimizer, config, max(1, total_steps)
-        self.base_lrs = [g["lr"] for g in optimizer.param_groups]
-        self.last_step = 0
-        self._apply()
-
-    def factor(self, step: int) -> float:
-        """Multiplier of the base learning rate at global step `step`."""
-        c = self.config
-        warm = 1.0
-        if step < c.warmup_iters:
-            alpha = step / c.warmup_iters
-            warm = c.warmup_factor * (1 - alpha) + alpha
-        if c.schedule == "cosine":
-            decay = 0.5 * (1 + math.cos(math.pi * min(step, self.total_steps) / self.total_steps))
-        else:
-            decay = c.gamma ** sum(step >= round(m * self.total_steps) for m in c.milestones)
-        return warm * decay
-
-    def step(self) -> None:
-        """Advance one optimiser step."""
-        self.last_step += 1
-        self._apply()
-
-    def _apply(self) -> None:
-        f = self.factor(self.last_step)
-        for group, base in zip(self.optimizer.param_groups, self.base_lrs):
-            group["lr"] = base * f
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"last_step": self.last_step, "base_lrs": list(self.base_lrs)}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.last_step, self.base_lrs = int(state["last_step"]), list(state["base_lrs"])
-        self._apply()
-
-
-class ModelEMA:
-    """Exponential moving average of a model's weights (EfficientDet evaluates the average).
-
-    The decay ramps as min(decay, (1 + n) / (10 + n)) so early averages are not dominated by the
-    random initialisation; buffers (BatchNorm statistics) are copied, not averaged.
-    """
-
-    def __init__(self, model: nn.Module, decay: float):
-        self.module = copy.deepcopy(model).eval()
-        for p in self.module.parameters():
-            p.requires_grad_(False)
-        self.decay, self.updates = decay, 0
-        self._averaged = {name for name, p in self.module.named_parameters() if p.dtype.is_floating_point}
-
-    @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
-        """Move the average towards the current weights."""
-        self.updates += 1
-        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        current = model.state_dict()
-        for name, avg in self.module.state_dict().items():
-            value = current[name].detach()
-            if name in self._averaged:
-                avg.mul_(d).add_(value, alpha=1 - d)
-            else:
-                avg.copy_(value)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"model": self.module.state_dict(), "updates": self.updates}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.module.load_state_dict(state["model"])
-        self.updates = int(state["updates"])
-
-
-class SeededDataset(Dataset):
-    """Wraps a data set so sample i of epoch e sees the same random augmentation every time.
-
-    The global generators are saved and restored around each read, so loading data does not
-    disturb the random stream the model itself uses (RPN sampling, dropout).
-    """
-
-    def __init__(self, dataset: Dataset, seed: int, epoch: int):
-        self.dataset, self.seed, self.epoch = dataset, seed, epoch
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, index: int) -> Any:
-        sample_seed = (self.seed * 1_000_003 + self.epoch * 10_007 + index) % (2**31)
-        py_state, np_state = random.getstate(), np.random.get_state()
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(sample_seed)
-            random.seed(sample_seed)
-            np.random.seed(sample_seed)
-            try:
-                return self.dataset[index]
-            finally:
-                random.setstate(py_state)
-                np.random.set_state(np_state)
-
-
-class _RunLog:
-    """Rank-0 outputs of a run: tqdm bar, TensorBoard scalars and `log.jsonl` in the run folder."""
-
-    def __init__(self, out: Path, enabled: bool, progress: bool, total_steps: int, start_step: int):
-        self.enabled = enabled
-        self.bar = None
-        self.writer = None
-        if not enabled:
-            return
-        out.mkdir(parents=True, exist_ok=True)
-        self.jsonl = open(out / "log.jsonl", "a", encoding="utf-8")
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.writer = SummaryWriter(str(out / "tensorboard"), purge_step=start_step or None)
-        except ImportError:
-            self.writer = None
-        if progress:
-            from tqdm.auto import tqdm
-
-            self.bar = tqdm(total=total_steps, initial=start_step, desc="train", unit="step", dynamic_ncols=True)
-
-    def scalars(self, step: int, values: dict[str, float], prefix: str) -> None:
-        if not self.enabled:
-            return
-        if self.writer is not None:
-            for k, v in values.items():
-                self.writer.add_scalar(f"{prefix}/{k}", v, step)
-        self.jsonl.write(json.dumps({"kind": prefix, "step": step, "time": time.time(), **values}) + "\n")
-        self.jsonl.flush()
-
-    def progress(self, epoch: int, loss: float, lr: float) -> None:
-        if self.bar is not None:
-            self.bar.set_postfix(epoch=epoch, loss=f"{loss:.4f}", lr=f"{lr:.2e}", refresh=False)
-            self.bar.update(1)
-
-    def message(self, text: str) -> None:
-        if not self.enabled:
-            return
-        if self.bar is not None:
-            self.bar.write(text)
-        else:
-            print(text, flush=True)
-
-    def close(self) -> None:
-        if not self.enabled:
-            return
-        if self.bar is not None:
-            self.bar.close()
-        if self.writer is not None:
-            self.writer.close()
-        self.jsonl.close()
+__all__ = ["ModelEMA", "SeededDataset", "TrainConfig", "Trainer", "WarmupSchedule", "seed_everything"]
 
 
 class Trainer:
-    """Trains `model` on `train_set`, scoring COCO AP on `val_set`; writes `last.pt` and `best.pt` to `out`.
+    """Trains `model` on `train_set`, scoring it on `val_set`; writes `last.pt` and `best.pt` to `out`.
 
     `model` comes from `objdet.build`: checkpoints store its zoo name, full config and class names
     (`checkpoint.model_payload`) so `objdet.load` rebuilds it; `extra` entries (plain data such as the
@@ -251,9 +49,12 @@ class Trainer:
     def __init__(self, model: nn.Module, train_set: Dataset, val_set: Dataset | None, config: TrainConfig,
                  step_hook: Callable[[int, dict[str, float]], None] | None = None,
                  extra: dict[str, Any] | None = None):
+        if config.patience and (val_set is None or not config.eval_every):
+            raise ConfigError("early stopping (patience) needs a validation set and evaluations (eval_every > 0)")
+        if config.metric == "val_loss" and not config.val_loss:
+            raise ConfigError("metric val_loss needs the validation loss (val_loss=True)")
         self.config = config
-        self.device = distributed.init_from_env(config.device)
-        seed_everything(config.seed)
+        self.device = distributed.local_device(config.device)
         self.model = model.to(self.device)
         freeze(self.model, config.freeze)  # before DDP and the optimiser see which parameters train
         # wrapping now copies rank 0's initial weights to every process before the EMA copies them
@@ -263,20 +64,27 @@ class Trainer:
         self.extra = dict(extra or {})
         self.out = Path(config.out)
         self.optimizer = self._make_optimizer()
-        self.steps_per_epoch = distributed.ShardedBatchSampler(len(train_set), config.batch_size, config.seed, 0).steps_per_epoch()
+        self.steps_per_epoch = distributed.ShardedBatchSampler(len(train_set), config.batch_size, config.seed,
+                                                               0).steps_per_epoch()
         self.schedule = WarmupSchedule(self.optimizer, config, self.steps_per_epoch * config.epochs)
-        cuda_amp = config.amp and self.device.type == "cuda"
-        self.scaler = torch.amp.GradScaler("cuda", enabled=cuda_amp)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=config.amp and self.device.type == "cuda")
         self.ema = ModelEMA(self.model, config.ema_decay) if config.ema else None
+        self.stopping = EarlyStopping(config.metric, config.patience)
         self.epoch, self.step = 0, 0
-        self.best: float | None = None
         self.history: list[dict[str, Any]] = []
         self._stop_requested = False
+        self._last_predictions: tuple[int, list[dict[str, Any]]] | None = None  # (step, records) of the last evaluation
+
+    @property
+    def best(self) -> float | None:
+        """The best value of `config.metric` so far."""
+        return self.stopping.best
 
     # -- set-up -----------------------------------------------------------------------------------
     def _make_optimizer(self) -> torch.optim.Optimizer:
-        decay, no_decay = [], []
-        for name, p in self.model.named_parameters():
+        decay: list[nn.Parameter] = []
+        no_decay: list[nn.Parameter] = []
+        for p in self.model.parameters():
             if p.requires_grad:
                 (no_decay if p.ndim <= 1 else decay).append(p)
         groups = [{"params": decay, "weight_decay": self.config.weight_decay},
@@ -288,15 +96,10 @@ class Trainer:
             return torch.optim.AdamW(groups, lr=self.config.lr, fused=fused)
         return torch.optim.SGD(groups, lr=self.config.lr, momentum=self.config.momentum, fused=fused)
 
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        if not self.config.amp:
-            return contextlib.nullcontext()
-        dtype = torch.float16 if self.device.type == "cuda" else torch.bfloat16
-        return torch.autocast(self.device.type, dtype=dtype)
-
     def _loader(self, epoch: int, start_step: int) -> DataLoader:
         c = self.config
-        sampler = distributed.ShardedBatchSampler(len(self.train_set), c.batch_size, c.seed, epoch, start_step=start_step)
+        sampler = distributed.ShardedBatchSampler(len(self.train_set), c.batch_size, c.seed, epoch,
+                                                  start_step=start_step)
         return DataLoader(SeededDataset(self.train_set, c.seed, epoch), batch_sampler=sampler, collate_fn=collate,
                           num_workers=c.num_workers, generator=torch.Generator().manual_seed(c.seed + epoch))
 
@@ -309,7 +112,7 @@ class Trainer:
             "scheduler": self.schedule.state_dict(), "scaler": self.scaler.state_dict(),
             "ema": self.ema.state_dict() if self.ema is not None else None,
             "rng": checkpoint.rng_state(), "epoch": self.epoch, "step": self.step,
-            "best": self.best, "history": self.history,
+            "best": self.best, "stopping": self.stopping.state_dict(), "history": self.history,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -323,7 +126,10 @@ class Trainer:
             self.ema.load_state_dict(state["ema"])
         checkpoint.set_rng_state(state["rng"])
         self.epoch, self.step = int(state["epoch"]), int(state["step"])
-        self.best, self.history = state.get("best"), list(state.get("history") or [])
+        self.history = list(state.get("history") or [])
+        # checkpoints from before early stopping kept only the best value of the default metric
+        self.stopping.load_state_dict(state.get("stopping") or {"metric": "AP", "best": state.get("best"),
+                                                                 "best_epoch": None, "stale": 0})
 
     def resume(self, path: str | Path) -> None:
         """Load `path` (usually `out/last.pt`) to continue its run."""
@@ -358,64 +164,63 @@ class Trainer:
         self._stop_requested = True
 
     def fit(self) -> dict[str, Any]:
-        """Train to `config.epochs`; returns {"status": "finished"|"interrupted", "epoch", "step", "metrics"}."""
+        """Train to `config.epochs` or until early stopping; returns {"status": "finished"|"stopped"|"interrupted",
+        "epoch", "step", "metrics", "reason"}."""
         c = self.config
-        total = self.steps_per_epoch * c.epochs
-        log = _RunLog(self.out, distributed.is_main(), c.progress, total, self.step)
-        status = "finished"
+        log = RunLog(self.out, distributed.is_main(), c.progress, self.steps_per_epoch * c.epochs, self.step)
+        status, reason = "finished", ""
         if self.ddp_model is None:
             self.ddp_model = distributed.wrap(self.model, self.device)
+        model = self.ddp_model
         try:
             with self._graceful_interrupt():
-                while self.epoch < c.epochs:
-                    if not self._train_epoch(log):
+                while self.epoch < c.epochs and not self.stopping.should_stop():
+                    if not self._train_epoch(model, log):
                         status = "interrupted"
                         break
                     self.epoch += 1
-                    metrics = self._maybe_evaluate(log)
+                    record = self._maybe_evaluate(log)
+                    best = record is not None and self.stopping.update(record)
                     self._save("last.pt")
-                    if metrics is not None and (self.best is None or metrics >= self.best):
-                        self.best = metrics
+                    if best:
                         self._save("best.pt")
                 if status == "interrupted":
                     self._save("last.pt")
                     log.message(f"interrupted at step {self.step}; saved {self.out / 'last.pt'} (resume with --resume)")
+                elif self.stopping.should_stop():
+                    status, reason = "stopped", f"early stop at epoch {self.epoch}: {self.stopping.reason()}"
+                    log.message(reason)
+                    log.record("stop", self.step, {"epoch": self.epoch, "reason": reason})
+                if status != "interrupted":
+                    self._write_report(log)
         finally:
             log.close()
-            self.ddp_model = None  # DDP holds the process group: release it so distributed.shutdown joins gloo's threads
-        return {"status": status, "epoch": self.epoch, "step": self.step,
+            self.ddp_model = None  # DDP holds the process group: release it, so distributed.shutdown joins gloo
+        return {"status": status, "epoch": self.epoch, "step": self.step, "reason": reason,
                 "metrics": self.history[-1] if self.history else None}
 
-    def _train_epoch(self, log: _RunLog) -> bool:
-        """Steps of the current epoch from where the run stands; False if a stop was requested."""
+    def _train_epoch(self, model: nn.Module, log: RunLog) -> bool:
+        """Steps of `model` (the DDP wrapper under torchrun) in the current epoch from where the run stands;
+        False if a stop was requested."""
         c = self.config
         start = self.step - self.epoch * self.steps_per_epoch
-        self.ddp_model.train()
+        model.train()
         for images, targets in self._loader(self.epoch, start):
             images = [im.to(self.device) for im in images]
             targets = [{k: (v.to(self.device) if torch.is_tensor(v) else v) for k, v in t.items()} for t in targets]
-            with self._autocast():
-                losses = self.ddp_model(images, targets)
-            loss = sum(losses.values())
-            values = {k: float(v.detach()) for k, v in losses.items()}
-            if not torch.isfinite(loss.detach()):
+            try:
+                values = train_step(model, images, targets, self.optimizer, c.amp, self.scaler,
+                                    c.clip_grad_norm)
+            except NonFiniteLoss as err:
                 kept = self.out / "last.pt"
                 where = f"the last good checkpoint is {kept}" if kept.exists() else "no checkpoint was written yet"
-                bad = ", ".join(f"{k}={v}" for k, v in values.items())
-                raise TrainingError(f"non-finite loss at step {self.step + 1} (epoch {self.epoch + 1}): {bad}; "
-                                    f"training stopped and {where}", path=self.out)
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
-            if c.clip_grad_norm:
-                self.scaler.unscale_(self.optimizer)
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.clip_grad_norm, foreach=True)
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
+                raise TrainingError(f"non-finite loss at step {self.step + 1} (epoch {self.epoch + 1}): {err}; "
+                                    f"training stopped and {where}", path=self.out) from err
             self.schedule.step()
             if self.ema is not None:
                 self.ema.update(self.model)
             self.step += 1
-            values = distributed.all_reduce_mean({**values, "loss": float(loss.detach())})
+            values = distributed.all_reduce_mean(values)
             lr = self.optimizer.param_groups[0]["lr"]
             log.scalars(self.step, {**values, "lr": lr}, "train")
             log.progress(self.epoch + 1, values["loss"], lr)
@@ -431,14 +236,39 @@ class Trainer:
         """The weights evaluation uses: the EMA average when enabled, else the model."""
         return self.ema.module if self.ema is not None else self.model
 
-    def _maybe_evaluate(self, log: _RunLog) -> float | None:
+    def _maybe_evaluate(self, log: RunLog) -> dict[str, Any] | None:
+        """COCO stats (and the validation loss) of this epoch when it is an evaluation epoch; the history record."""
         c = self.config
         if self.val_set is None or not c.eval_every or (self.epoch % c.eval_every and self.epoch != c.epochs):
             return None
-        stats = inference.evaluate(self.evaluation_model(), self.val_set, c.batch_size, self.device)
-        record = {"epoch": self.epoch, "step": self.step, **{f"{kind}/{k}": v for kind, s in stats.items() for k, v in s.items()}}
+        model = self.evaluation_model()
+        records = inference.predict(model, self.val_set, c.batch_size, self.device)
+        self._last_predictions = (self.step, records)
+        stats = inference.score(records, self.val_set)
+        record: dict[str, Any] = {"epoch": self.epoch, "step": self.step,
+                                  **{f"{kind}/{k}": v for kind, s in stats.items() for k, v in s.items()}}
+        if c.val_loss:
+            record.update(validation_loss(model, self.val_set, c.batch_size, self.device, c.seed, c.amp))
         self.history.append(record)
-        log.scalars(self.step, {k: v for k, v in record.items() if "/" in k}, "val")
+        log.scalars(self.step, {k: v for k, v in record.items() if k not in ("epoch", "step")}, "val")
         summary = ", ".join(f"{kind} AP {s['AP']:.3f} AP50 {s['AP50']:.3f}" for kind, s in stats.items())
+        if "loss" in record:
+            summary += f", val loss {record['loss']:.4f}"
         log.message(f"epoch {self.epoch}: {summary}")
-        return stats["bbox"][c.metric]
+        return record
+
+    def _write_report(self, log: RunLog) -> None:
+        """report.html of the final weights on the validation set (rank 0 writes; every rank predicts its share)."""
+        if self.val_set is None or not self.config.report:
+            return
+        from objdet.engine.report import write_training_report
+
+        if self._last_predictions is not None and self._last_predictions[0] == self.step:
+            records = self._last_predictions[1]
+        else:
+            records = inference.predict(self.evaluation_model(), self.val_set, self.config.batch_size, self.device)
+        if distributed.is_main():
+            path = write_training_report(records, self.val_set, self.out / "report.html",
+                                         title=f"objdet training report: {self.out}, epoch {self.epoch}")
+            log.message(f"wrote the report on the validation set to {path}")
+        distributed.barrier()

@@ -1,4 +1,5 @@
-"""OpenVINO IR of a detector, converted from its ONNX export by OpenVINO's own converter (the `openvino` extra)."""
+"""OpenVINO IR of a detector, converted from its single-image ONNX export (any image size; OpenVINO's converter does
+not take the batch loop) by OpenVINO's own converter (the `openvino` extra)."""
 
 from __future__ import annotations
 
@@ -24,17 +25,18 @@ def _openvino():
 def export_openvino(model: nn.Module, path: str | os.PathLike, image_size: tuple[int, int] = (256, 256),
                     opset: int = 17, metadata: dict | None = None) -> Path:
     """Write `path` (.xml, with its .bin beside it): the ONNX trace converted by `openvino.convert_model`, the
-    objdet metadata kept in the model's runtime info."""
+    objdet metadata kept in the model's runtime info. Weights stay float32: `save_model` would otherwise store
+    them as float16, which moved boxes by 6e-3 px (with float32 weights and the f32 hint: 1e-5 px)."""
     ov = _openvino()
     path = Path(path)
     if path.suffix != ".xml":
         raise ConfigError(f"an OpenVINO IR file ends in .xml, not {path.suffix!r}", path=path)
     with tempfile.TemporaryDirectory() as tmp:
-        onnx_path = export_onnx(model, Path(tmp) / "model.onnx", image_size, opset, metadata=metadata)
+        onnx_path = export_onnx(model, Path(tmp) / "model.onnx", image_size, opset, metadata=metadata, batch=False)
         converted = ov.convert_model(str(onnx_path))
         converted.set_rt_info(json.dumps(read_metadata(onnx_path)), ["objdet"])
     path.parent.mkdir(parents=True, exist_ok=True)
-    ov.save_model(converted, str(path))
+    ov.save_model(converted, str(path), compress_to_fp16=False)
     return path
 
 

@@ -1,13 +1,14 @@
 """`objdet export --verify SPEC`: the exported file and the PyTorch model over a data set, side by side: COCO AP of
-each, the largest output difference and the latency ratio. Both get the same letterboxed input at the traced
-size (`runtime.ExportedModel`), so every difference is the runtime's."""
+each, the largest output difference and the latency ratio. Both get the same images, one per call, so every
+difference is the runtime's."""
 
 from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -17,12 +18,12 @@ from objdet.export.runtime import ExportedModel, Runner, onnx_runner, openvino_r
 
 
 def torch_runner(model: nn.Module, names: list[str]) -> Runner:
-    """The PyTorch model as a runtime: one image array in, its outputs by name."""
+    """The PyTorch model as a runtime: images [B, 3, H, W] in, each one's outputs by name."""
 
-    def run(image: np.ndarray) -> dict[str, np.ndarray]:
+    def run(images: np.ndarray) -> list[dict[str, np.ndarray]]:
         with torch.no_grad():
-            det = model([torch.from_numpy(image)])[0]
-        return {k: det[k].numpy() for k in names}
+            dets = model(list(torch.from_numpy(images)))
+        return [{k: det[k].numpy() for k in names} for det in dets]
 
     return run
 
@@ -30,9 +31,9 @@ def torch_runner(model: nn.Module, names: list[str]) -> Runner:
 def torchscript_runner(path: str | os.PathLike, names: list[str]) -> Runner:
     traced = torch.jit.load(str(path))
 
-    def run(image: np.ndarray) -> dict[str, np.ndarray]:
+    def run(images: np.ndarray) -> list[dict[str, np.ndarray]]:
         with torch.no_grad():
-            return {k: v.numpy() for k, v in zip(names, traced(torch.from_numpy(image)))}
+            return [{k: v.numpy() for k, v in zip(names, traced(torch.from_numpy(image)))} for image in images]
 
     return run
 
@@ -40,9 +41,9 @@ def torchscript_runner(path: str | os.PathLike, names: list[str]) -> Runner:
 def _timed(run: Runner) -> tuple[Runner, list[float]]:
     times: list[float] = []
 
-    def timed(image: np.ndarray) -> dict[str, np.ndarray]:
+    def timed(images: np.ndarray) -> list[dict[str, np.ndarray]]:
         start = time.perf_counter()
-        out = run(image)
+        out = run(images)
         times.append(time.perf_counter() - start)
         return out
 
@@ -74,11 +75,12 @@ def verify(model: nn.Module, path: str | os.PathLike, fmt: str, spec: str, image
     dataset = open_dataset(spec, split=None if parsed.split else HELD_OUT_SPLIT.get(parsed.kind))
     count = min(images, len(dataset))
     if fmt == "torchscript":
-        meta = {"image_size": list(image_size), "outputs": output_names(model, tuple(image_size))}
+        meta = {"outputs": output_names(model, tuple(image_size))}
         runner = torchscript_runner(path, meta["outputs"])
     else:
         runner, meta = (onnx_runner if fmt == "onnx" else openvino_runner)(path)
-    ours, ours_times = _timed(torch_runner(model.eval(), meta["outputs"]))
+    names = [n for n in meta["outputs"] if n != "batch_index"]
+    ours, ours_times = _timed(torch_runner(model.eval(), names))
     theirs, their_times = _timed(runner)
     reference, exported = ExportedModel(ours, meta, "pytorch"), ExportedModel(theirs, meta, fmt)
     to_cat = getattr(dataset, "label_to_category_id", None)

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from objdet import fused
 from objdet.boxes import BoxCoder, box_iou, clip_boxes, full_precision, remove_small_boxes
 from objdet.losses import smooth_l1_loss
 from objdet.matching import FgBgSampler, Matcher
@@ -29,6 +30,9 @@ class TwoFCHead(nn.Module):
         self.out_features = hidden
 
     def forward(self, x: Tensor) -> Tensor:
+        if fused.active(self, x):
+            x = fused.linear(x.flatten(1), self.fc6.weight, self.fc6.bias, relu=True)
+            return fused.linear(x, self.fc7.weight, self.fc7.bias, relu=True)
         return F.relu(self.fc7(F.relu(self.fc6(x.flatten(1)))))
 
 
@@ -56,8 +60,9 @@ class ConvFCHead(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.convs(x).flatten(1)
+        fast = fused.active(self, x)
         for fc in self.fcs:
-            x = F.relu(fc(x))
+            x = fused.linear(x, fc.weight, fc.bias, relu=True) if fast else F.relu(fc(x))
         return x
 
 
@@ -165,13 +170,13 @@ class RoIBoxStage(nn.Module):
     ) -> list[dict[str, Tensor]]:
         """Decode every class's box, drop background, low scores and empty boxes, per-class NMS, keep the top N."""
         num_classes = logits.shape[1]
-        boxes_all = self.box_coder.decode(deltas, torch.cat(list(proposals))).view(len(logits), num_classes, 4)
+        boxes_all = self.box_coder.decode(deltas, torch.cat(list(proposals))).view(-1, num_classes, 4)
         scores_all = F.softmax(logits, -1)
         out = []
         for boxes, scores, size in zip(split_per_image(boxes_all, proposals), split_per_image(scores_all, proposals),
                                       image_sizes):
             boxes = clip_boxes(boxes[:, 1:], size).reshape(-1, 4)
-            labels = torch.arange(1, num_classes, device=logits.device).repeat(len(scores))
+            labels = torch.arange(1, num_classes, device=logits.device).expand_as(scores[:, 1:]).reshape(-1)
             scores = scores[:, 1:].reshape(-1)
             keep = torch.where(scores > self.score_thresh)[0]
             boxes, scores, labels = boxes[keep], scores[keep], labels[keep]

@@ -101,9 +101,9 @@ class RegionProposalNetwork(nn.Module):
     ) -> list[Tensor]:
         """Top-k per level, decode, clip, drop tiny and low-scoring boxes, NMS per level, keep the best N."""
         mode = 0 if self.training else 1
-        levels = torch.repeat_interleave(
-            torch.arange(len(level_sizes), device=logits.device), torch.tensor(level_sizes, device=logits.device)
-        )
+        counts = (torch.stack(level_sizes) if torch.jit.is_tracing()  # graph values in an export (objdet.tracing)
+                  else torch.tensor(level_sizes)).to(logits.device)
+        levels = torch.repeat_interleave(torch.arange(len(level_sizes), device=logits.device), counts)
         out = []
         for lg, dl, size in zip(logits, deltas, image_sizes):
             idx = topk_per_level(lg, level_sizes, self.pre_nms_top_n[mode])
