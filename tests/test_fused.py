@@ -1,6 +1,7 @@
 """The eval-mode fast path (`objdet.fused`): folded, fused convolutions equal the plain modules' outputs, the
 cache follows every change of the weights, and nothing of it reaches state dicts or training."""
 
+import copy
 import io
 
 import pytest
@@ -55,21 +56,26 @@ def test_separable_conv_with_a_shared_head_norm(one_thread):
     torch.testing.assert_close(got, _plain(conv, x, norm, nn.SiLU()), rtol=1e-5, atol=1e-5)
 
 
-def test_the_cache_follows_every_change_of_the_weights(one_thread):
+@pytest.mark.parametrize("norm", ["FrozenBN", None])
+def test_the_cache_follows_every_change_of_the_weights(norm, one_thread):
+    """Folded weights and their copies in oneDNN's blocked layout are rebuilt when any source tensor changes."""
     gen = torch.Generator().manual_seed(2)
-    block = ConvNormAct(4, 8, 3, norm="FrozenBN").eval()
+    block = ConvNormAct(4, 8, 3, norm=norm).eval()
     _randomise_norms(block, gen)
     x = torch.randn(1, 4, 6, 6, generator=gen)
     with torch.no_grad():
         block(x)
         block[0].weight.mul_(2.0)  # an in-place edit (an optimiser step)
         torch.testing.assert_close(block(x), _plain(block, x), rtol=1e-5, atol=1e-5)
-        block[1].running_var.add_(1.0)  # the norm's statistics too
-        torch.testing.assert_close(block(x), _plain(block, x), rtol=1e-5, atol=1e-5)
-        other = ConvNormAct(4, 8, 3, norm="FrozenBN")
+        if norm is not None:
+            block[1].running_var.add_(1.0)  # the norm's statistics too
+            torch.testing.assert_close(block(x), _plain(block, x), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(block(x[:, :, :4]), _plain(block, x[:, :, :4]), rtol=1e-5, atol=1e-5)  # new shape
+        other = ConvNormAct(4, 8, 3, norm=norm)
         _randomise_norms(other, gen)
         block.load_state_dict(other.state_dict())
         torch.testing.assert_close(block(x), _plain(other.eval(), x), rtol=1e-5, atol=1e-5)
+        torch.save(copy.deepcopy(block), io.BytesIO())  # the caches do not stop copying or pickling a used model
         block.double()  # new storage, new dtype
         torch.testing.assert_close(block(x.double()), _plain(block, x.double()))
 

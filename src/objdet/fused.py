@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import threading
+import weakref
 from typing import Iterator
 
 import torch
@@ -28,6 +29,9 @@ from objdet.norm import FrozenBatchNorm2d
 
 _switch = threading.local()
 _CACHE = "_objdet_folded"  # attribute on a conv: (key, weight, bias); on a module: (key, folded copy)
+# conv -> (weight, its version, the weight in oneDNN's blocked layout); outside the module, so deepcopy and
+# pickling never meet oneDNN's opaque tensors
+_BLOCKED: weakref.WeakKeyDictionary[nn.Module, tuple[Tensor, int, Tensor]] = weakref.WeakKeyDictionary()
 
 
 def _pointwise_available() -> bool:
@@ -35,6 +39,7 @@ def _pointwise_available() -> bool:
 
 
 _POINTWISE = _pointwise_available()
+_LINEAR = _POINTWISE and hasattr(torch.ops.mkldnn, "_linear_pointwise")
 
 
 @contextlib.contextmanager
@@ -111,6 +116,7 @@ def clear(module: nn.Module) -> None:
     """Drop every folded copy cached under `module` (they are rebuilt on the next eval call)."""
     for m in module.modules():
         m.__dict__.pop(_CACHE, None)
+        _BLOCKED.pop(m, None)
 
 
 def _post_op(act: nn.Module | None) -> str | None:
@@ -119,6 +125,20 @@ def _post_op(act: nn.Module | None) -> str | None:
     if act is None or isinstance(act, nn.Identity):
         return "none"
     return "relu" if isinstance(act, nn.ReLU) else None
+
+
+def _blocked(layer: nn.Conv2d, weight: Tensor, x: Tensor) -> Tensor:
+    """`weight` reordered once into the blocked layout oneDNN picks for inputs shaped like `x` (cached per conv;
+    otherwise every call reorders it: 3-4% of a Keypoint R-CNN call). Another input shape still runs correctly,
+    with a reorder when its layout differs."""
+    cached = _BLOCKED.get(layer)
+    if cached is None or cached[0] is not weight or cached[1] != weight._version:
+        blocked = torch._C._nn.mkldnn_reorder_conv2d_weight(weight.contiguous().to_mkldnn(), list(layer.padding),
+                                                            list(layer.stride), list(layer.dilation), layer.groups,
+                                                            list(x.shape))
+        cached = (weight, weight._version, blocked)
+        _BLOCKED[layer] = cached
+    return cached[2]
 
 
 def conv(x: Tensor, layer: nn.Conv2d, norm: nn.Module | None = None, act: nn.Module | None = None,
@@ -134,7 +154,10 @@ def conv(x: Tensor, layer: nn.Conv2d, norm: nn.Module | None = None, act: nn.Mod
     if (_POINTWISE and post is None and fused_act is not None and not needs_grad and x.device.type == "cpu"
             and x.dtype == torch.float32 and weight.dtype == torch.float32 and layer.padding_mode == "zeros"
             and not isinstance(layer.padding, str) and layer.groups == 1):  # oneDNN's grouped path is 2x slower
-        args = (weight, bias, list(layer.padding), list(layer.stride), list(layer.dilation), layer.groups)
+        # an NCHW input (pooled RoIs) would be reordered to oneDNN's layout and back in every call of a tower
+        x = x.contiguous(memory_format=torch.channels_last)
+        args = (_blocked(layer, weight, x), bias, list(layer.padding), list(layer.stride), list(layer.dilation),
+                layer.groups)
         if residual is None:
             return torch.ops.mkldnn._convolution_pointwise(x, *args, fused_act, [], "")
         unary = None if fused_act == "none" else fused_act
@@ -144,7 +167,20 @@ def conv(x: Tensor, layer: nn.Conv2d, norm: nn.Module | None = None, act: nn.Mod
         y = post(y)
     if residual is not None:
         y = y + residual
+    if isinstance(act, nn.SiLU):
+        return F.silu(y, inplace=True)  # `y` is this call's own tensor: no second map
     return y if act is None else act(y)
+
+
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None, relu: bool = False) -> Tensor:
+    """`F.linear(x, weight, bias)` (then ReLU) in eval mode; for a 2-d float32 `x` on the CPU one oneDNN matmul with
+    the bias and ReLU fused (1.3-1.7x faster than MKL's sgemm on this project's AMD CPU)."""
+    needs_grad = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
+    if (_LINEAR and not needs_grad and x.device.type == "cpu" and x.dtype == weight.dtype == torch.float32
+            and x.dim() == 2):
+        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "relu" if relu else "none", [], "")
+    y = F.linear(x, weight, bias)
+    return F.relu(y) if relu else y
 
 
 def upsample_nearest(x: Tensor, size: tuple[int, int] | torch.Size) -> Tensor:

@@ -17,6 +17,7 @@ from engine_toys import ToyDetector
 from objdet.data.shapes import ShapesDataset
 from objdet.engine import distributed, inference
 from objdet.engine.trainer import TrainConfig, Trainer
+from objdet.engine.validation import validation_loss
 
 HERE = Path(__file__).parent
 
@@ -39,14 +40,15 @@ from objdet.engine.trainer import TrainConfig, Trainer
 losses = []
 distributed.init_from_env()  # the launcher's step: the Trainer starts no process group itself
 torch.manual_seed(0)
-cfg = TrainConfig(epochs=2, batch_size=2, lr=0.05, warmup_iters=2, eval_every=0, progress=False, out={out!r})
-trainer = Trainer(ToyDetector(5, dropout=0.0), ShapesDataset("train", 10, 64), None, cfg,
+cfg = TrainConfig(epochs=2, batch_size=2, lr=0.05, warmup_iters=2, eval_every=2, progress=False, out={out!r})
+trainer = Trainer(ToyDetector(5, dropout=0.0), ShapesDataset("train", 10, 64), ShapesDataset("val", 7, 64), cfg,
                   step_hook=lambda s, v: losses.append(v["loss"]))
 trainer.fit()
 records = inference.predict(trainer.model, ShapesDataset("val", 7, 64), batch_size=2)
 if distributed.is_main():
     with open({result!r}, "w") as f:
-        json.dump({{"world": distributed.world_size(), "losses": losses, "records": records}}, f)
+        json.dump({{"world": distributed.world_size(), "losses": losses, "records": records,
+                    "history": trainer.history}}, f)
 """
 
 
@@ -62,17 +64,24 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
         assert names is None or not [n for n in names if "gloo" in n], names
     ddp = json.loads((tmp_path / "ddp.json").read_text())
     assert ddp["world"] == 2
-    logged = [json.loads(line)["step"] for line in (tmp_path / "ddp" / "log.jsonl").read_text().splitlines()]
-    assert logged == [1, 2, 3, 4, 5, 6]  # rank 0 alone writes the log (and the checkpoints)
+    logged = [(line["kind"], line["step"]) for line in map(json.loads, (tmp_path / "ddp" / "log.jsonl").open())]
+    assert logged == [("train", s) for s in range(1, 7)] + [("val", 6)]  # rank 0 alone writes the log
+    assert proc.stdout.count("wrote the report") == 1 and (tmp_path / "ddp" / "report.html").exists()
 
     losses = []
     torch.manual_seed(0)
-    cfg = TrainConfig(epochs=2, batch_size=4, lr=0.05, warmup_iters=2, eval_every=0, progress=False, out=str(tmp_path / "one"))
-    trainer = Trainer(ToyDetector(5, dropout=0.0), ShapesDataset("train", 10, 64), None, cfg,
+    cfg = TrainConfig(epochs=2, batch_size=4, lr=0.05, warmup_iters=2, eval_every=2, progress=False,
+                      out=str(tmp_path / "one"), report=False)
+    trainer = Trainer(ToyDetector(5, dropout=0.0), ShapesDataset("train", 10, 64), ShapesDataset("val", 7, 64), cfg,
                       step_hook=lambda s, v: losses.append(v["loss"]))
     trainer.fit()
     assert len(ddp["losses"]) == len(losses) == 6
     assert torch.allclose(torch.tensor(ddp["losses"]), torch.tensor(losses), atol=1e-5)
+    # the validation loss: each process takes whole batches of 2 (its own batch size), gathered into one mean
+    # over the 7 images; one process with batches of 4 averages the same per-image losses
+    single = validation_loss(trainer.model, ShapesDataset("val", 7, 64), batch_size=2)
+    assert abs(ddp["history"][-1]["loss"] - single["loss"]) < 1e-4
+    assert abs(ddp["history"][-1]["loss"] - trainer.history[-1]["loss"]) < 1e-4
 
     single = inference.predict(trainer.model, ShapesDataset("val", 7, 64), batch_size=2)
     assert sorted(r["image_id"] for r in ddp["records"]) == list(range(1, 8))  # every image once, none twice

@@ -83,3 +83,12 @@ def test_resume_keeps_the_patience_counter(tmp_path):
     assert again.stopping.stale == 1
     result = again.fit()
     assert result["status"] == "stopped" and result["epoch"] == 4  # a lost counter would stop at epoch 6
+
+
+def test_patience_without_evaluations_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="needs a validation set"):
+        _trainer(tmp_path, val=False, patience=2)
+    with pytest.raises(ConfigError, match="needs a validation set"):
+        _trainer(tmp_path, patience=2, eval_every=0)
+    with pytest.raises(ConfigError, match="val_loss"):
+        _trainer(tmp_path, metric="val_loss", val_loss=False)

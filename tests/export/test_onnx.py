@@ -10,13 +10,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "engine"))
 
-from engine_toys import ToyDetector  # noqa: E402
-from objdet import cli, zoo  # noqa: E402
-from objdet.engine import checkpoint  # noqa: E402
-from objdet.errors import ConfigError  # noqa: E402
-from objdet.export import export_onnx, output_names, run_onnx  # noqa: E402
-from objdet.roi import MultiLevelRoIPooler  # noqa: E402
+from engine_toys import ToyDetector
 
+from objdet import cli, zoo
+from objdet.engine import checkpoint
+from objdet.errors import ConfigError
+from objdet.export import export_onnx, output_names, run_onnx
+from objdet.roi import MultiLevelRoIPooler
 
 TRACED = (96, 128)
 
@@ -131,7 +131,8 @@ def test_export_command_checks_its_file_at_two_sizes(tmp_path, capsys):
     torch.manual_seed(0)
     model = zoo.build("faster_rcnn_r18_fpn", num_classes=3, min_size=64, max_size=96, score_thresh=0.3)
     checkpoint.save(tmp_path / "m.pt", checkpoint.model_payload(model))
-    assert cli.main(["export", "--model", str(tmp_path / "m.pt"), str(tmp_path / "m.onnx"), "--image-size", "64", "80"]) == 0
+    assert cli.main(["export", "--model", str(tmp_path / "m.pt"), str(tmp_path / "m.onnx"),
+                     "--image-size", "64", "80"]) == 0
     assert "random images of 64x80 and 48x100: max abs difference" in capsys.readouterr().out
 
 

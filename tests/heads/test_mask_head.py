@@ -6,6 +6,7 @@ import pytest
 import torch
 from torchvision.models.detection.roi_heads import paste_masks_in_image, project_masks_on_boxes
 
+from objdet import fused
 from objdet.heads.mask_head import FCNMaskHead, MLPMaskHead, mask_loss, mask_probs, mask_targets, paste_masks
 
 
@@ -79,3 +80,26 @@ def test_heads_output_28x28_per_class():
     assert MLPMaskHead(8, 14, 3, hidden=32)(x).shape == (2, 4, 28, 28)
     assert mask_loss(torch.zeros(0, 4, 28, 28, requires_grad=True), torch.zeros(0, 28, 28),
                      torch.zeros(0, dtype=torch.long)).item() == 0
+
+
+@pytest.mark.parametrize("norm", [None, "GN"])
+def test_class_logits_equal_the_full_heads_rows(norm, one_thread):
+    """The eval fast path computes each detection's own class only (deconv as one matmul, one logits row):
+    equal to the plain head's K+1 maps gathered at the labels."""
+    g = torch.Generator().manual_seed(0)
+    head = FCNMaskHead(16, 5, channels=32, norm=norm).eval()
+    with torch.no_grad():
+        for p in head.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.2)
+    x = torch.randn(7, 16, 14, 14, generator=g)
+    labels = torch.tensor([1, 2, 3, 4, 5, 0, 2])
+    with torch.no_grad():
+        got = head.class_logits(x, labels)
+        with fused.disabled():
+            assert head.class_logits(x, labels) is None  # the plain path runs the whole head
+            full = head(x)
+        assert head.class_logits(x[:0], labels[:0]).shape == (0, 1, 28, 28)
+    expected = full.gather(1, labels.view(-1, 1, 1, 1).expand(-1, 1, 28, 28))
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+    assert not torch.allclose(got, full[:, :1], atol=1e-2)  # the labels matter: the comparison can fail
+    torch.testing.assert_close(mask_probs(full, labels), got.sigmoid(), rtol=1e-4, atol=1e-5)

@@ -63,12 +63,12 @@ def test_unknown_fusion_is_config_error():
         Fusion(2, "mean")
 
 
-@pytest.mark.parametrize("size", [(8, 8), (7, 9), (5, 6)])
-@pytest.mark.parametrize("same", [True, False])
-def test_max_pool_matches_timm(size, same):
-    x = torch.randn(1, 2, *size)
-    ref = create_pool2d("max", kernel_size=3, stride=2, padding="same" if same else "")
-    torch.testing.assert_close(max_pool(x, 3, 2, same), ref(x))
+@pytest.mark.parametrize("size", [(8, 8), (7, 9), (5, 6), (64, 64), (16, 17), (2, 2)])
+@pytest.mark.parametrize("kernel,stride,same", [(3, 2, True), (3, 2, False), (5, 4, True)])
+def test_max_pool_matches_timm(size, same, kernel, stride):
+    x = torch.randn(1, 2, *size).contiguous(memory_format=torch.channels_last)
+    ref = create_pool2d("max", kernel_size=kernel, stride=stride, padding="same" if same else "")
+    torch.testing.assert_close(max_pool(x, kernel, stride, same), ref(x), rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("graph", ["bifpn", "panet", "fpn"])

@@ -13,9 +13,9 @@ FORMATS = ("onnx", "torchscript", "openvino")
 def add(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="export a checkpoint to ONNX, TorchScript or OpenVINO (checked against PyTorch)",
                        description="Export a checkpoint. ONNX: input `images` [B, 3, H, W] in 0..1, any batch and "
-                                   "image size; outputs boxes, scores, labels (+ masks, keypoints) of all images and batch_index "
-                                   "(whose row each is). OpenVINO and TorchScript: one image [3, H, W] of any size. "
-                                   "`objdet predict --model FILE` runs .onnx and .xml files.")
+                                   "image size; outputs boxes, scores, labels (+ masks, keypoints) of all images and "
+                                   "batch_index (whose row each is). OpenVINO and TorchScript: one image [3, H, W] of "
+                                   "any size. `objdet predict --model FILE` runs .onnx and .xml files.")
     p.add_argument("--model", help="checkpoint (objdet train / objdet convert), or a zoo name with --weights")
     p.add_argument("--weights", metavar="SRC", help="weights of the zoo model --model names: torchvision:WEIGHTS, "
                                                     "effdet:NAME or a state-dict file; alone, any checkpoint or "

@@ -37,9 +37,10 @@ def add(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from objdet.engine import distributed
-    from objdet.engine.predict import PredictOptions, load_model, predict_images, warn
+    from objdet.engine.predict import PredictOptions, Summary, load_model, predict_images, warn
     from objdet.engine.sources import find_sources
-    from objdet.errors import ConfigError
+    from objdet.engine.video import predict_video
+    from objdet.errors import ConfigError, DataError
 
     if args.batch_size < 1 or not 0 <= args.overlap < 1 or (args.slice is not None and args.slice < 32):
         raise ConfigError("--batch-size must be >= 1, --overlap in [0, 1) and --slice at least 32 pixels")
@@ -49,18 +50,28 @@ def run(args: argparse.Namespace) -> int:
     if sources.ignored and distributed.is_main():
         names = ", ".join(p.name for p in sources.ignored[:5]) + (" ..." if len(sources.ignored) > 5 else "")
         warn(f"ignored {len(sources.ignored)} files in the folders without an image or video extension: {names}")
-    if sources.videos:
-        raise ConfigError(f"video input is not supported yet: {sources.videos[0]}")
     options = PredictOptions(out=Path(args.out), results=Path(args.json) if args.json else None,
                              batch_size=args.batch_size, score_threshold=args.score_threshold, draw=not args.no_draw,
                              resume=args.resume, slice=args.slice, overlap=args.overlap,
                              progress=not args.no_progress, device=device)
-    summary = predict_images(loaded, sources.images, options, on_skip=warn)
-    if distributed.is_main():
+    if sources.videos and distributed.world_size() > 1:
+        raise ConfigError("videos are predicted by one process: run without torchrun")
+    summary = predict_images(loaded, sources.images, options, on_skip=warn) if sources.images else Summary()
+    for video in sources.videos:
+        try:
+            summary.videos.append(predict_video(loaded, video, options))
+        except DataError as err:
+            summary.skipped.append((str(video), str(err)))
+            warn(f"skipped {err}")
+    for done in summary.videos:
+        print(f"{done['video']}: {done['frames']} frames, {done['detections']} detections: lines in {done['lines']}"
+              + (f", annotated video {done['annotated']}" if done["annotated"] else ""))
+    if distributed.is_main() and sources.images:
         print(f"{summary.images} images, {summary.detections} detections: lines in {summary.lines}, "
               f"results in {summary.results}" + (f", pictures in {options.out}" if options.draw else ""))
-        if summary.skipped:
-            print(f"skipped {len(summary.skipped)} of {len(sources.images)} images:")
-            for _, reason in summary.skipped:
-                print(f"  {reason}")
+    if distributed.is_main() and summary.skipped:
+        what = "inputs" if sources.videos else "images"
+        print(f"skipped {len(summary.skipped)} of {len(sources.images) + len(sources.videos)} {what}:")
+        for _, reason in summary.skipped:
+            print(f"  {reason}")
     return SKIPPED_STATUS if summary.skipped else 0

@@ -32,7 +32,7 @@ from objdet.engine.seeding import SeededDataset, seed_everything
 from objdet.engine.step import NonFiniteLoss, train_step
 from objdet.engine.stopping import EarlyStopping
 from objdet.engine.validation import validation_loss
-from objdet.errors import TrainingError
+from objdet.errors import ConfigError, TrainingError
 from objdet.weights.transfer import freeze
 
 __all__ = ["ModelEMA", "SeededDataset", "TrainConfig", "Trainer", "WarmupSchedule", "seed_everything"]
@@ -49,6 +49,10 @@ class Trainer:
     def __init__(self, model: nn.Module, train_set: Dataset, val_set: Dataset | None, config: TrainConfig,
                  step_hook: Callable[[int, dict[str, float]], None] | None = None,
                  extra: dict[str, Any] | None = None):
+        if config.patience and (val_set is None or not config.eval_every):
+            raise ConfigError("early stopping (patience) needs a validation set and evaluations (eval_every > 0)")
+        if config.metric == "val_loss" and not config.val_loss:
+            raise ConfigError("metric val_loss needs the validation loss (val_loss=True)")
         self.config = config
         self.device = distributed.local_device(config.device)
         self.model = model.to(self.device)

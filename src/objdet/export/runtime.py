@@ -8,8 +8,8 @@ file's batch dimension is dynamic; OpenVINO's graph takes one image, so its runn
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch

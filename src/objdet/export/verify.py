@@ -1,12 +1,14 @@
 """`objdet export --verify SPEC`: the exported file and the PyTorch model over a data set, side by side: COCO AP of
-each, the largest output difference and the latency ratio. Both get the same images, one per call, so every difference is the runtime's."""
+each, the largest output difference and the latency ratio. Both get the same images, one per call, so every
+difference is the runtime's."""
 
 from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from objdet import fused
 from objdet.boxes import BoxCoder, box_iou, clip_boxes, full_precision, remove_small_boxes
 from objdet.losses import smooth_l1_loss
 from objdet.matching import FgBgSampler, Matcher
@@ -29,6 +30,9 @@ class TwoFCHead(nn.Module):
         self.out_features = hidden
 
     def forward(self, x: Tensor) -> Tensor:
+        if fused.active(self, x):
+            x = fused.linear(x.flatten(1), self.fc6.weight, self.fc6.bias, relu=True)
+            return fused.linear(x, self.fc7.weight, self.fc7.bias, relu=True)
         return F.relu(self.fc7(F.relu(self.fc6(x.flatten(1)))))
 
 
@@ -56,8 +60,9 @@ class ConvFCHead(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.convs(x).flatten(1)
+        fast = fused.active(self, x)
         for fc in self.fcs:
-            x = F.relu(fc(x))
+            x = fused.linear(x, fc.weight, fc.bias, relu=True) if fast else F.relu(fc(x))
         return x
 
 

@@ -33,12 +33,16 @@ class RoIStage(nn.Module):
         """Training (`targets` and `matched` given): the losses on `boxes`, the positive RoIs per image, whose
         ground truth is `targets[i]`'s objects `matched[i]`. Inference: per image, a dict of outputs, one row
         per box (`boxes`, `labels`: the detections)."""
-        logits = self.head(self.pooler(features, boxes, image_sizes))
+        pooled = self.pooler(features, boxes, image_sizes)
         if targets is not None and matched is not None:
-            return self.loss(logits, boxes, torch.cat(list(labels)), targets, matched)
-        outputs = self.decode(logits, torch.cat(list(boxes)), torch.cat(list(labels)))
+            return self.loss(self.head(pooled), boxes, torch.cat(list(labels)), targets, matched)
+        outputs = self.infer(pooled, torch.cat(list(boxes)), torch.cat(list(labels)))
         per_image = {k: split_per_image(v, boxes) for k, v in outputs.items()}
         return [{k: v[i] for k, v in per_image.items()} for i in range(len(boxes))]
+
+    def infer(self, pooled: Tensor, boxes: Tensor, labels: Tensor) -> dict[str, Tensor]:
+        """Outputs for every RoI from its pooled features: the head, then `decode` (a stage may take a shortcut)."""
+        return self.decode(self.head(pooled), boxes, labels)
 
     def loss(self, logits: Tensor, boxes: Sequence[Tensor], labels: Tensor,
              targets: Sequence[dict[str, Tensor]], matched: Sequence[Tensor]) -> dict[str, Tensor]:

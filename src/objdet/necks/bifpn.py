@@ -81,6 +81,12 @@ def max_pool(x: torch.Tensor, kernel: int, stride: int, same: bool) -> torch.Ten
     for n in (x.shape[-1], x.shape[-2]):
         total = max((math.ceil(n / stride) - 1) * stride + kernel - n, 0)
         pads += [total // 2, total - total // 2]
+    if pads[0] == pads[2] == 0 and max(pads) <= 1 and not torch.jit.is_tracing():
+        # one cell of -inf padding at the right and bottom (even sizes) is ceil mode's clipped last window:
+        # the same maxima without a padded copy of the map, when the window counts agree
+        out = F.max_pool2d(x, kernel, stride, ceil_mode=True)
+        if out.shape[-2:] == (math.ceil(x.shape[-2] / stride), math.ceil(x.shape[-1] / stride)):
+            return out
     return F.max_pool2d(F.pad(x, pads, value=float("-inf")), kernel, stride)
 
 
@@ -98,13 +104,14 @@ class Resample(nn.Module):
             self.bn = make_bn(out_channels, bn_eps, bn_momentum)
 
     def forward(self, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        fast = fused.active(self, x)
         if self.conv is not None:
-            x = fused.conv(x, self.conv, self.bn) if fused.active(self, x) else self.bn(self.conv(x))
+            x = fused.conv(x, self.conv, self.bn) if fast else self.bn(self.conv(x))
         if self.level_gap > 0:
             stride = 2**self.level_gap
             x = max_pool(x, stride + 1, stride, self.same_padding)
         elif self.level_gap < 0:
-            x = F.interpolate(x, size=size, mode="nearest")
+            x = fused.upsample_nearest(x, size) if fast else F.interpolate(x, size=size, mode="nearest")
         return x
 
 
