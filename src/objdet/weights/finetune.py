@@ -23,7 +23,7 @@ TRUNK_STATS = ("auto", "frozen", "batch")  # auto: frozen when fine-tuning below
 
 # The defaults of `objdet train --weights` (TrainConfig fields); flags given on the command line win.
 RECIPE: dict[str, Any] = {"optimizer": "adamw", "lr": 5e-4, "weight_decay": 0.05, "warmup_iters": 50,
-                          "schedule": "cosine", "clip_grad_norm": 10.0, "freeze": "none"}
+                          "schedule": "cosine", "clip_grad_norm": 10.0, "freeze": "backbone"}
 
 
 def trunk_norm(current: str | None, stats: str, batch_size: int) -> str | None:
